@@ -255,8 +255,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weight", type=float, default=0.8, help="weight of the (d,d) mode, in (0,1)")
-    p.add_argument("--dist", type=float, default=5.0, help="the modes sit at (-d,-d) and (d,d)")
-    p.add_argument("--n", type=int, default=1280, help="number of samples per method")
+    p.add_argument("--distance", type=float, default=5.0, help="the modes sit at (-d,-d) and (d,d)")
+    p.add_argument("--n-samples", type=int, default=1280, help="number of samples per method")
     p.add_argument("--eps", type=float, default=0.1, help="plain Langevin step size")
     p.add_argument("--T", type=int, default=1000, help="plain Langevin steps")
     p.add_argument("--ald-eps", type=float, default=0.005, help="ALD eps; alpha_i = eps sigma_i^2/sigma_L^2")
@@ -275,10 +275,10 @@ def main():
     a = p.parse_args()
     if not 0 < a.weight < 1:
         p.error(f"--weight must lie strictly between 0 and 1, got {a.weight}")
-    for flag in ["dist", "eps", "ald_eps", "sigma_L"]:
+    for flag in ["distance", "eps", "ald_eps", "sigma_L"]:
         if not getattr(a, flag) > 0:
             p.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(a, flag)}")
-    for flag in ["n", "T", "ald_T", "long_steps", "train_steps"]:
+    for flag in ["n_samples", "T", "ald_T", "long_steps", "train_steps"]:
         if getattr(a, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(a, flag)}")
     if a.L < 2:
@@ -299,10 +299,10 @@ def main():
     torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
 
-    mix = toy_mixture(a.weight, a.dist, device)
+    mix = toy_mixture(a.weight, a.distance, device)
     sigmas = torch.exp(torch.linspace(math.log(a.sigma_1), math.log(a.sigma_L), a.L, device=device))
-    lim = 1.6 * a.dist  # the start box, [-8, 8]^2 at d = 5
-    x0 = (2 * torch.rand(a.n, 2, device=device) - 1) * lim
+    lim = 1.6 * a.distance  # the start box, [-8, 8]^2 at d = 5
+    x0 = (2 * torch.rand(a.n_samples, 2, device=device) - 1) * lim
     sources = [("exact", mix.score, 0.0)]
     if not a.exact_only:
         t0 = time.time()
@@ -315,7 +315,7 @@ def main():
         long = max(a.long_steps, a.T) if name == "exact" else a.T
         steps, shares, x_plain = share_curve(score, x0, sigma_plain, a.eps, long, keep=a.T)
         level_trace = []
-        samples = {"iid": mix.sample(a.n), "Langevin": x_plain,
+        samples = {"iid": mix.sample(a.n_samples), "Langevin": x_plain,
                    "ALD": anneal_langevin(score, x0, sigmas, a.ald_eps, a.ald_T, a.denoise, level_trace)}
         rows.append((name, samples))
         print(f"{name + ':':9s}" + " | ".join(f"{k} {mode_share(v)[0]:.2f}±{mode_share(v)[1]:.2f}"

@@ -160,7 +160,7 @@ class UNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------- loss
-def make_sigmas(sigma_1=1.0, sigma_L=0.01, L=10):
+def get_sigmas(sigma_1=1.0, sigma_L=0.01, L=10):
     """Geometric noise levels sigma_1 > ... > sigma_L (Section 4.1)."""
     return torch.exp(torch.linspace(math.log(sigma_1), math.log(sigma_L), L))
 
@@ -265,7 +265,7 @@ def load_checkpoint(path, model, ema, sigmas, opt=None):
         raise UserError(f"{path}: made with --width {width}, this run uses --width {model.width}")
     if saved_sigmas.shape != sigmas.shape or not torch.allclose(saved_sigmas, sigmas.cpu()):
         raise UserError(f"{path}: trained with sigmas {saved_sigmas.tolist()}, this run uses "
-                        f"{sigmas.tolist()} (set --sigma-max/--sigma-min/--n-sigmas to match)")
+                        f"{sigmas.tolist()} (set --sigma-1/--sigma-L/--L to match)")
     try:
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
@@ -350,10 +350,10 @@ def parse_args(argv=None):
                    "[0.999]")
     p.add_argument("--train-size", type=int, help="train on the first N images only [all]")
     p.add_argument("--width", type=int, default=64, help="U-Net channels, a multiple of 8 [64]")
-    p.add_argument("--sigma-max", type=float, default=1.0, help="largest noise level sigma_1 [1]")
-    p.add_argument("--sigma-min", type=float, default=0.01, help="smallest noise level sigma_L "
+    p.add_argument("--sigma-1", type=float, default=1.0, help="largest noise level sigma_1 [1]")
+    p.add_argument("--sigma-L", type=float, default=0.01, help="smallest noise level sigma_L "
                    "[0.01]")
-    p.add_argument("--n-sigmas", type=int, default=10, help="number of noise levels L [10]")
+    p.add_argument("--L", type=int, default=10, help="number of noise levels L [10]")
     p.add_argument("--T", type=int, default=100, help="Langevin steps per noise level [100]")
     p.add_argument("--eps", type=float, default=4e-5, help="Langevin step size epsilon of "
                    "Algorithm 1, alpha_i = eps sigma_i^2/sigma_L^2; chosen by measured sample "
@@ -368,16 +368,16 @@ def parse_args(argv=None):
     p.add_argument("--sample-only", action="store_true", help="sample from --ckpt, no training")
     p.add_argument("--ckpt", help="checkpoint to read [OUT/checkpoint.pt]")
     args = p.parse_args(argv)
-    for name in ["epochs", "batch_size", "width", "n_sigmas", "T", "n_samples", "train_size"]:
+    for name in ["epochs", "batch_size", "width", "L", "T", "n_samples", "train_size"]:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.width % 8:
         p.error("--width must be a multiple of 8 (GroupNorm uses 8 groups)")
-    for name in ["lr", "eps", "sigma_min"]:
+    for name in ["lr", "eps", "sigma_L"]:
         if not 0 < getattr(args, name) < math.inf:
             p.error(f"--{name.replace('_', '-')} must be a positive number")
-    if not args.sigma_min < args.sigma_max < math.inf:
-        p.error("--sigma-max must be finite and larger than --sigma-min")
+    if not args.sigma_L < args.sigma_1 < math.inf:
+        p.error("--sigma-1 must be finite and larger than --sigma-L")
     if not 0 <= args.ema_decay < 1:
         p.error("--ema-decay must be in [0, 1)")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -397,14 +397,14 @@ def run(args):
         raise UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
     ckpt_path = Path(args.ckpt) if args.ckpt else out / "checkpoint.pt"
     torch.manual_seed(args.seed)
-    sigmas = make_sigmas(args.sigma_max, args.sigma_min, args.n_sigmas).to(device)
+    sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.L).to(device)
     model = UNet(args.width).to(device)
     if dev == "cuda" and args.compile:  # compiled: bf16 + NHWC; eager float32 measured faster
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=dev == "cuda")
     print(f"UNet(width={args.width}): {sum(p.numel() for p in model.parameters()):,} parameters | "
-          f"{device} | L={len(sigmas)} sigmas {args.sigma_max:g} .. {args.sigma_min:g}")
+          f"{device} | L={len(sigmas)} sigmas {args.sigma_1:g} .. {args.sigma_L:g}")
     epoch, losses = 0, []
     if args.sample_only or args.resume:
         ckpt = load_checkpoint(ckpt_path, model, ema, sigmas, None if args.sample_only else opt)

@@ -177,7 +177,7 @@ def train(model, data, sigmas, steps, batch_size=512, lr=2e-3, log_every=500):
 # ----------------------------------------------------------------------------- sampler
 
 @torch.no_grad()
-def anneal_langevin(score, x, sigmas, eps=2e-5, T=100, denoise=True, return_traj=False):
+def anneal_langevin(score, x, sigmas, eps=5e-5, T=100, denoise=True, return_traj=False):
     """Annealed Langevin dynamics, Algorithm 1, with α_i = ε σ_i²/σ_L² and T steps per level.
 
     Each step is the paper's x <- x + (α/2) s(x, σ_i) + √α z. The official code writes
@@ -232,7 +232,7 @@ def net_score(model, x, sigma):
 def plot_score_field(ax, model, sigma, data, lim):
     """Arrows of s_θ(x, σ) over the data."""
     pts = grid(lim, 21)
-    s = net_score(model, pts, sigma)
+    pts, s = pts.numpy(), net_score(model, pts, sigma).numpy()
     ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.3, label="data")
     ax.quiver(pts[:, 0], pts[:, 1], s[:, 0], s[:, 1], color="k", angles="xy", width=0.004, label="s_θ(x, σ)")
     ax.set(title=f"σ = {sigma:.3g}", xlabel="x₁", ylabel="x₂", xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
@@ -257,7 +257,7 @@ def make_figures(out, dist, model, sigmas, data, samples, traj, sigma_plot, gif)
     fig, ax = plt.subplots(figsize=(5, 5))
     if dist in LOG_PROBS:  # closed-form density as the background
         pts = grid(lim, 200)
-        p = LOG_PROBS[dist](pts).exp().reshape(200, 200)
+        p = LOG_PROBS[dist](pts).exp().reshape(200, 200).numpy()
         ax.imshow(p, extent=(-lim, lim, -lim, lim), origin="lower", cmap="Greys", alpha=0.5)
     ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.5, label="real")
     ax.scatter(samples[:, 0], samples[:, 1], s=1, c="tab:red", alpha=0.5, label="generated (ALD)")
@@ -286,11 +286,11 @@ def make_figures(out, dist, model, sigmas, data, samples, traj, sigma_plot, gif)
 
     pts = grid(lim, 64)
     log_p, s_ref = smoothed_data(pts, torch.from_numpy(data), sigma_plot)
-    err = (sigma_plot * (net_score(model, pts, sigma_plot) - s_ref).norm(dim=1)).reshape(64, 64)
+    err = (sigma_plot * (net_score(model, pts, sigma_plot) - s_ref).norm(dim=1)).reshape(64, 64).numpy()
     fig, ax = plt.subplots(figsize=(5.6, 5))
     im = ax.imshow(err, extent=(-lim, lim, -lim, lim), origin="lower", cmap="magma",
-                   norm=matplotlib.colors.LogNorm(vmin=1e-2, vmax=max(err.max().item(), 1e-1)))
-    ax.contour(pts[:, 0].reshape(64, 64), pts[:, 1].reshape(64, 64), log_p.reshape(64, 64),
+                   norm=matplotlib.colors.LogNorm(vmin=1e-2, vmax=max(err.max(), 1e-1)))
+    ax.contour(pts[:, 0].reshape(64, 64).numpy(), pts[:, 1].reshape(64, 64).numpy(), log_p.reshape(64, 64).numpy(),
                levels=[-6, -4, -2], colors="cyan", linewidths=0.8)
     fig.colorbar(im, ax=ax, label="σ‖s_θ - s_ref‖")
     ax.set(title=f"score error at σ={sigma_plot:.3g} (contours: log p_σ = -6, -4, -2)\n"
@@ -332,7 +332,7 @@ def parse_args(argv=None):
     p.add_argument("--sigma-1", type=float, default=None,
                    help="largest σ (default: the largest pairwise distance in the data, NCSNv2 technique 1)")
     p.add_argument("--sigma-L", type=float, default=0.01, help="smallest σ (default: 0.01)")
-    p.add_argument("--eps", type=float, default=2e-5, help="ALD step size ε, α_i = ε σ_i²/σ_L² (default: 2e-5)")
+    p.add_argument("--eps", type=float, default=5e-5, help="ALD step size ε, α_i = ε σ_i²/σ_L² (default: 5e-5)")
     p.add_argument("--T", type=int, default=100, help="Langevin steps per noise level (default: 100)")
     p.add_argument("--no-denoise", action="store_true", help="skip the final denoising step x + σ_L² s(x, σ_L)")
     p.add_argument("--n-samples", type=int, default=2000, help="samples to generate (default: 2000)")

@@ -101,7 +101,7 @@ def test_cli_bad_input_one_line_error(args, tmp_path):
 
 
 def test_cli_exact_only_seeded_and_reproducible(tmp_path):
-    args = ["--exact-only", "--n", "400", "--T", "200", "--long-steps", "300", "--seed", "3", "--out", "figs"]
+    args = ["--exact-only", "--n-samples", "400", "--T", "200", "--long-steps", "300", "--seed", "3", "--out", "figs"]
     first, second = run_cli(*args, cwd=tmp_path), run_cli(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     line = next(l for l in first.stdout.splitlines() if l.startswith("exact:"))

@@ -130,7 +130,7 @@ def test_unet_shape_sigma_dependence_and_per_example_sigma():
 # ----------------------------------------------------------------------------------------- loss
 def test_dsm_loss_closed_forms():
     torch.manual_seed(0)
-    sigmas = m.make_sigmas(1.0, 0.01, 10)
+    sigmas = m.get_sigmas(1.0, 0.01, 10)
     assert torch.allclose(sigmas[[0, -1]], torch.tensor([1.0, 0.01]))
     assert torch.allclose(sigmas[1:] / sigmas[:-1], torch.full((9,), 0.01 ** (1 / 9)))
     zeros = torch.zeros(2000, 1, 28, 28)
@@ -149,7 +149,7 @@ def test_dsm_loss_closed_forms():
 def test_dsm_loss_falls_on_small_subset():
     torch.manual_seed(0)
     data = m.load_mnist(DATA)[0][:256]
-    sigmas = m.make_sigmas()
+    sigmas = m.get_sigmas()
     model = m.UNet(8)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
 
@@ -176,7 +176,7 @@ def test_dsm_loss_falls_on_small_subset():
 def test_anneal_langevin_on_gaussian_matches_closed_form():
     torch.manual_seed(0)
     mu, tau = 0.4, 0.3
-    sigmas = m.make_sigmas(1.0, 0.1, 3)
+    sigmas = m.get_sigmas(1.0, 0.1, 3)
     seen = []
 
     def score(x, s):
@@ -207,7 +207,7 @@ def test_anneal_langevin_on_gaussian_matches_closed_form():
 # ----------------------------------------------------------------------------------- checkpoint
 def test_checkpoint_round_trip_and_validation(tmp_path):
     torch.manual_seed(0)
-    sigmas = m.make_sigmas()
+    sigmas = m.get_sigmas()
     model, ema = m.UNet(8), m.UNet(8)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss = m.dsm_loss(model, torch.rand(4, 1, 28, 28), sigmas)
@@ -229,7 +229,7 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
     with pytest.raises(m.UserError, match="made with --width 8, this run uses --width 16"):
         m.load_checkpoint(path, m.UNet(16), m.UNet(16), sigmas)
     with pytest.raises(m.UserError, match="trained with sigmas"):
-        m.load_checkpoint(path, m.UNet(8), m.UNet(8), m.make_sigmas(1.0, 0.01, 5))
+        m.load_checkpoint(path, m.UNet(8), m.UNet(8), m.get_sigmas(1.0, 0.01, 5))
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(m.UserError, match="not a readable checkpoint"):
         m.load_checkpoint(tmp_path / "junk.pt", m.UNet(8), m.UNet(8), sigmas)
@@ -289,7 +289,7 @@ def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
     first, _ = one_epoch
     for argv, message in [(["--epochs", "0"], "--epochs must be at least 1"),
                           (["--n-samples", "-3"], "--n-samples must be at least 1"),
-                          (["--sigma-min", "2"], "--sigma-max must be finite and larger"),
+                          (["--sigma-L", "2"], "--sigma-1 must be finite and larger"),
                           (["--eps", "nan"], "--eps must be a positive number"),
                           (["--width", "12"], "--width must be a multiple of 8")]:
         with pytest.raises(SystemExit) as e:

@@ -77,7 +77,9 @@ def test_anneal_langevin_on_a_gaussian_gives_its_mean_and_covariance():
     sigmas = toy.get_sigmas(10.0, 0.01, 10)
     x = toy.anneal_langevin(score, 16 * torch.rand(4000, 2) - 8, sigmas)
     assert (x.mean(0) - mu).abs().max() < 0.06
-    assert (torch.cov(x.T) - cov).abs().max() < 0.08
+    # Measured 0.07 (0.11 at ε = 2e-5): once σ_i is well below the data's scale, α_i is too small to
+    # move the spread, which stays that of p_σ at σ ≈ 0.2-0.4 rather than σ_L.
+    assert (torch.cov(x.T) - cov).abs().max() < 0.1
 
 
 def test_anneal_langevin_on_the_mixture_gets_the_mode_weights():
@@ -86,6 +88,9 @@ def test_anneal_langevin_on_the_mixture_gets_the_mode_weights():
     sigmas = toy.get_sigmas(20.0, 0.01, 10)
     x, traj = toy.anneal_langevin(score, 16 * torch.rand(2000, 2) - 8, sigmas, return_traj=True)
     share = (x.sum(1) > 0).float().mean().item()
+    # Measured 0.777 on 4000 points: the modes separate between σ = 4.3 and σ = 2. At σ = 4.3 each
+    # component puts Φ(-10/√(2·(1+4.3²))) = 5.5% of its mass across x+y = 0, and at σ = 2 that mass can
+    # no longer cross back, so 10 levels give 0.8·0.945 + 0.2·0.055 ≈ 0.77, not 0.80.
     assert share == pytest.approx(0.80, abs=0.03)
     assert traj.shape == (10 * 100 + 2, 2000, 2) and torch.equal(traj[-1], x)
     upper = x[x.sum(1) > 0]  # the (5,5) component itself: mean (5,5), unit variance
