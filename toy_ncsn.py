@@ -230,22 +230,25 @@ def net_score(model, x, sigma):
 
 
 def plot_score_field(ax, model, sigma, data, lim):
-    """Arrows of s_θ(x, σ) over the data."""
+    """Arrows of s_θ(x, σ) over the data, all of one length: the score grows with the distance to the
+    data, and true-length arrows far away would hide the ones near the data."""
     pts = grid(lim, 21)
-    pts, s = pts.numpy(), net_score(model, pts, sigma).numpy()
+    s = net_score(model, pts, sigma)
+    pts, s = pts.numpy(), (s / s.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
     ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.3, label="data")
-    ax.quiver(pts[:, 0], pts[:, 1], s[:, 0], s[:, 1], color="k", angles="xy", width=0.004, label="s_θ(x, σ)")
+    ax.quiver(pts[:, 0], pts[:, 1], s[:, 0], s[:, 1], color="k", angles="xy", width=0.004,
+              label="direction of s_θ(x, σ)")
     ax.set(title=f"σ = {sigma:.3g}", xlabel="x₁", ylabel="x₂", xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
 
 
-def make_figures(out, dist, model, sigmas, data, samples, traj, sigma_plot, gif):
+def make_figures(out, dist, model, sigmas, data, samples, traj, T, sigma_plot, gif):
     """Write the score field, samples, trajectories, score-vs-σ row, score error map (and ALD gif)."""
     lim = 1.15 * data.abs().quantile(0.999).item()
-    data, samples, traj = data[:3000].numpy(), samples.cpu().numpy(), traj.numpy()
+    data, samples, traj = data[:2000].numpy(), samples.cpu().numpy(), traj.numpy()
 
     def save(fig, name):
         fig.tight_layout()
-        fig.savefig(os.path.join(out, name), dpi=90)
+        fig.savefig(os.path.join(out, name), dpi=80)
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -267,19 +270,20 @@ def make_figures(out, dist, model, sigmas, data, samples, traj, sigma_plot, gif)
 
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.3, label="data")
+    level_ends = traj[[0] + [T * (i + 1) for i in range(len(sigmas))] + [len(traj) - 1]]
     for i in range(8):
-        ax.plot(traj[:, i, 0], traj[:, i, 1], lw=0.6, alpha=0.8)
-        ax.plot(*traj[-1, i], "r*", ms=8, label="end" if i == 0 else None)
-    ax.plot(traj[0, :8, 0], traj[0, :8, 1], "ko", ms=4, label="start")
+        ax.plot(level_ends[:, i, 0], level_ends[:, i, 1], ".-", lw=1, ms=5, alpha=0.8)
+        ax.plot(*level_ends[-1, i], "r*", ms=10, label="end" if i == 0 else None)
+    ax.plot(level_ends[0, :8, 0], level_ends[0, :8, 1], "ko", ms=5, label="start")
     # The first levels roam far outside the data (σ_1 is the data's diameter): show the data's box.
-    ax.set(title=f"{dist}: 8 ALD trajectories, from large σ to small", xlabel="x₁", ylabel="x₂",
+    ax.set(title=f"{dist}: 8 ALD trajectories, one dot per noise level", xlabel="x₁", ylabel="x₂",
            xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
     ax.legend(loc="upper right")
     save(fig, "trajectories.png")
 
-    levels = sigmas[:: max(1, len(sigmas) // 4)][:4].tolist()[1:] + [sigmas[-1].item()]
-    fig, axes = plt.subplots(1, len(levels), figsize=(4 * len(levels), 4.2))
-    for ax, sigma in zip(axes, levels):
+    levels = sorted(set(torch.linspace(0, len(sigmas) - 1, 5).round().long().tolist()[1:]))  # up to 4, σ_L last
+    fig, axes = plt.subplots(1, len(levels), figsize=(4 * len(levels), 4.6), squeeze=False)
+    for ax, sigma in zip(axes[0], sigmas[levels].tolist()):
         plot_score_field(ax, model, sigma, data, lim)
     fig.suptitle(f"{dist}: the learned score at decreasing σ: large σ smooths p into one blob")
     save(fig, "score_sigmas.png")
@@ -304,11 +308,10 @@ def make_figures(out, dist, model, sigmas, data, samples, traj, sigma_plot, gif)
         ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.2)
         dots = ax.scatter(traj[0, :, 0], traj[0, :, 1], s=2, c="tab:red")
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="x₁", ylabel="x₂")
-        steps_per_level = (len(traj) - 2) // len(sigmas)
 
         def update(k):
             dots.set_offsets(traj[frames[k]])
-            level = min((frames[k] - 1) // steps_per_level, len(sigmas) - 1) if frames[k] else 0
+            level = min(max(frames[k] - 1, 0) // T, len(sigmas) - 1)
             ax.set_title(f"{dist}: ALD step {frames[k]}, σ = {sigmas[level].item():.3g}")
 
         FuncAnimation(fig, update, frames=len(frames)).save(os.path.join(out, "ald.gif"), writer=PillowWriter(fps=12))
@@ -399,7 +402,7 @@ def main(argv=None):
         print(f"share of samples in the (5,5) mode: {share:.3f} (true 0.800)")
 
     sigma_plot = sigmas[(sigmas.log() - math.log(args.plot_sigma)).abs().argmin()].item()
-    make_figures(out, args.dist, model, sigmas.cpu(), data.cpu(), samples, traj, sigma_plot, args.gif)
+    make_figures(out, args.dist, model, sigmas.cpu(), data.cpu(), samples, traj, args.T, sigma_plot, args.gif)
     print(f"wrote figures, samples.npy and model.pt to {out}/ ({time.time() - t_start:.1f} s in all)")
 
 
