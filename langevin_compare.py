@@ -20,7 +20,7 @@ alpha_1 / (1 + sigma_1^2) ~ eps / sigma_L^2, and eps = 0.005 keeps that at 0.5, 
 instability threshold of 4 and with a small discretisation bias. The price: the levels with
 sigma < 1 take small steps, but their densities differ little from the data's.
 
-Run:  python langevin_compare.py       (26 s on 2 idle CPU cores; --exact-only: 16 s, no training)
+Run:  python langevin_compare.py       (28 s on 2 idle CPU cores; --exact-only: 16 s, no training)
       python langevin_compare.py --help
 Paper: Song & Ermon, "Generative Modeling by Estimating Gradients of the Data Distribution",
 NeurIPS 2019, arXiv:1907.05600.
