@@ -115,7 +115,6 @@ DISTS = {"heart": heart, "split_normal": split_normal, "mixture": mixture, "circ
 LOG_PROBS = {"heart": heart_log_prob, "split_normal": split_normal_log_prob, "mixture": mixture_log_prob}
 
 
-
 # ----------------------------------------------------------------------------- model
 
 class ScoreNet(nn.Module):
@@ -184,20 +183,20 @@ def anneal_langevin(score, x, sigmas, eps=5e-5, T=100, denoise=True, return_traj
     x <- x + step_lr s + √(2 step_lr) z, so its `step_lr` is α/2 here. With `denoise`, a last
     step x + σ_L² s(x, σ_L) (Tweedie's formula) removes the noise of the last level.
     """
-    traj = [x.cpu()] if return_traj else None
+    traj = [x] if return_traj else None  # kept on the device: no copy, no GPU sync per step
     for sigma in sigmas.tolist():
         alpha = eps * sigma**2 / sigmas[-1].item() ** 2
         sigma_b = torch.full((len(x),), sigma, device=x.device)
         for _ in range(T):
             x = x + 0.5 * alpha * score(x, sigma_b) + math.sqrt(alpha) * torch.randn_like(x)
             if return_traj:
-                traj.append(x.cpu())
+                traj.append(x)
     if denoise:
         sigma_L = sigmas[-1].item()
         x = x + sigma_L**2 * score(x, torch.full((len(x),), sigma_L, device=x.device))
         if return_traj:
-            traj.append(x.cpu())
-    return (x, torch.stack(traj)) if return_traj else x
+            traj.append(x)
+    return (x, torch.stack(traj).cpu()) if return_traj else x
 
 
 # ----------------------------------------------------------------------------- measures and figures
