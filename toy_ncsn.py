@@ -126,6 +126,7 @@ class ScoreNet(nn.Module):
                                  nn.Linear(hidden, hidden), nn.Softplus(), nn.Linear(hidden, 2))
 
     def forward(self, x, sigma):
+        """s_θ(x, σ) for points x (n, 2) and one σ per point, σ (n,)."""
         # The true score of p_σ has size ~1/σ, from 0.1 to 100 across the schedule. The network
         # predicts σ·s instead, which is O(1) at every σ, and we divide by σ (NCSNv2, technique 3).
         h = torch.cat([x, sigma.log()[:, None]], 1)

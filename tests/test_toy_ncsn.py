@@ -188,7 +188,7 @@ def test_cli_rejects_bad_input_in_one_line(bad, capsys):
         toy.main(bad)
     assert e.value.code != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("usage: ") is False and "error:" in err[-1]
+    assert not err[-1].startswith("usage: ") and "error:" in err[-1]
 
 
 def test_cli_unknown_distribution_exits_cleanly_from_the_shell():
