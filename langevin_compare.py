@@ -1,24 +1,23 @@
 """Why annealing matters: plain vs annealed Langevin dynamics on a two-mode mixture, measured.
 
 The paper's toy target p = 1/5 N((-5,-5), I) + 4/5 N((5,5), I) is sampled three ways, all
-starting from the same points drawn uniformly on [-8,8]^2 (the paper's Figure 3):
+starting from the same points drawn uniformly on [-8,8]² (the paper's Figure 3):
   iid       exact samples of p, for reference;
-  Langevin  plain Langevin dynamics, x <- x + (eps/2) grad log p(x) + sqrt(eps) z, eps=0.1, T=1000
+  Langevin  plain Langevin dynamics, x <- x + (ε/2) ∇ₓ log p(x) + √ε z, ε = 0.1, T = 1000
             (the official code's toy defaults);
-  ALD       annealed Langevin dynamics, Algorithm 1: 10 geometric sigmas from 20 down to sigma_L,
-            100 steps per level, alpha_i = eps sigma_i^2 / sigma_L^2.
-Each runs twice: with the exact (closed-form) scores, and with a small sigma-conditioned MLP
+  ALD       annealed Langevin dynamics, Algorithm 1: 10 geometric σ's from 20 down to σ_L,
+            100 steps per level, α_i = ε σ_i²/σ_L².
+Each runs twice: with the exact (closed-form) scores, and with a small σ-conditioned MLP
 trained here with denoising score matching. The script prints the share of samples in the (5,5)
 mode (true value 0.8) and draws where the samples land, how that share evolves with the number of
 Langevin steps (plain Langevin up to 1e5 steps), and the perturbed densities and score fields.
 
-Choice of sigma_L and eps. The official toy code treats level sigma as a mixture with component
-std sigma and stops at sigma_L = 1. Here every level is the exact perturbed mixture p * N(0, sigma^2 I)
-(component variance 1 + sigma^2), so the last level must be nearly the data: sigma_L = 0.1 gives
-variance 1.01. Stability then bounds eps: at large sigma the step over the level's variance is
-alpha_1 / (1 + sigma_1^2) ~ eps / sigma_L^2, and eps = 0.005 keeps that at 0.5, below the
-instability threshold of 4 and with a small discretisation bias. The price: the levels with
-sigma < 1 take small steps, but their densities differ little from the data's.
+Choice of σ_L and ε. The official toy code treats level σ as a mixture with component std σ and
+stops at σ_L = 1. Here every level is the exact perturbed mixture p ∗ N(0, σ² I) (component variance
+1 + σ²), so the last level must be nearly the data: σ_L = 0.1 gives variance 1.01. Stability then
+bounds ε: at large σ the step over the level's variance is α_1 / (1 + σ_1²) ≈ ε / σ_L², and
+ε = 0.005 keeps that at 0.5, below the instability threshold of 4 and with a small discretisation
+bias. The price: the levels with σ < 1 take small steps, but their densities differ little.
 
 Run:  python langevin_compare.py       (28 s on 2 idle CPU cores; --exact-only: 16 s, no training)
       python langevin_compare.py --help
@@ -41,7 +40,7 @@ import torch.nn as nn  # noqa: E402
 
 # ----------------------------------------------------------------------------- data
 class Mixture:
-    """Gaussian mixture sum_k w_k N(mu_k, var I): samples, log-density and exact (perturbed) score."""
+    """Gaussian mixture Σ_k w_k N(μ_k, var I): samples, log-density and exact (perturbed) score."""
 
     def __init__(self, means, weights, var=1.0):
         self.means, self.weights, self.var = means, weights, var
@@ -55,15 +54,15 @@ class Mixture:
         return self.means[k] + math.sqrt(self.var) * torch.randn(n, self.means.shape[1], device=self.means.device)
 
     def log_prob(self, x, sigma=0.0):
-        """log p_sigma(x) = log sum_k w_k N(x; mu_k, (var + sigma^2) I), by logsumexp: finite far from the modes."""
+        """log p_σ(x) = log Σ_k w_k N(x; μ_k, (var + σ²) I), by logsumexp: finite far from the modes."""
         v = self.var + sigma**2
         sq = ((x[:, None, :] - self.means) ** 2).sum(-1)
         return torch.logsumexp(self.log_w.T - sq / (2 * v) - 0.5 * x.shape[1] * math.log(2 * math.pi * v), dim=1)
 
     def score(self, x, sigma):
-        """Exact score of p_sigma = p * N(0, sigma^2 I): sum_k r_k(x) (mu_k - x) / (var + sigma^2)."""
+        """Exact score ∇ₓ log p_σ of p_σ = p ∗ N(0, σ² I): Σ_k r_k(x) (μ_k - x) / (var + σ²)."""
         v = self.var + sigma * sigma  # every component's variance after perturbation, one per example
-        # Responsibilities r_k = softmax of the log-joint; the shared -|x|^2/2v term cancels, so the
+        # Responsibilities r_k = softmax of the log-joint; the shared -‖x‖²/2v term cancels, so the
         # logits are linear in x and stay finite even at |x| = 50. Components along dim 0, (K, n):
         # a softmax over a short last dim is several times slower on CPU.
         logits = (self.means @ x.T - self.half_sq) / v + self.log_w
@@ -84,7 +83,7 @@ def mode_share(x):
 
 # ----------------------------------------------------------------------------- model
 class ScoreNet(nn.Module):
-    """Small MLP s(x, sigma) for 2-D data, conditioned on log sigma."""
+    """Small MLP s_θ(x, σ) for 2-D data, conditioned on log σ."""
 
     def __init__(self, hidden=64):
         super().__init__()
@@ -92,19 +91,24 @@ class ScoreNet(nn.Module):
                                  nn.Linear(hidden, hidden), nn.Softplus(), nn.Linear(hidden, 2))
 
     def forward(self, x, sigma):
-        """Score estimate at noise level sigma (shape (n,))."""
-        # x / sqrt(1 + sigma^2) keeps the inputs O(1) from sigma = 0.1 to 20 (noisy points reach |x| ~ 60);
-        # output / sigma as in NCSNv2: the true score scales like 1/sigma, so the net only outputs O(1) numbers.
+        """Score estimate at noise levels σ (shape (n,), one per example)."""
+        # x / √(1 + σ²) keeps the inputs O(1) from σ = 0.1 to 20 (noisy points reach |x| ≈ 60);
+        # output / σ as in NCSNv2: the true score scales like 1/σ, so the net only outputs O(1) numbers.
         h = torch.cat([x / (1 + sigma**2).sqrt()[:, None], sigma.log()[:, None]], dim=1)
         return self.net(h) / sigma[:, None]
 
 
+def get_sigmas(sigma_1, sigma_L, L):
+    """The paper's noise levels: a geometric sequence σ_1 > ... > σ_L (Section 4.1)."""
+    return torch.exp(torch.linspace(math.log(sigma_1), math.log(sigma_L), L))
+
+
 # ----------------------------------------------------------------------------- loss
-def dsm_loss(net, x, sigmas):
-    """Eq. (5)-(6), lambda(sigma)=sigma^2: mean of 1/2 ||sigma s(x+sigma z, sigma) + z||^2."""
+def dsm_loss(score, x, sigmas):
+    """Eq. (5)-(6) with λ(σ) = σ²: mean of ½ ‖σ s_θ(x + σz, σ) + z‖², one random σ_i per example."""
     sigma = sigmas[torch.randint(len(sigmas), (x.shape[0],), device=x.device)]
     z = torch.randn_like(x)
-    return 0.5 * ((sigma[:, None] * net(x + sigma[:, None] * z, sigma) + z) ** 2).sum(1).mean()
+    return 0.5 * ((sigma[:, None] * score(x + sigma[:, None] * z, sigma) + z) ** 2).sum(1).mean()
 
 
 def train(mix, sigmas, steps, batch=256, lr=1e-2):
@@ -125,36 +129,37 @@ def train(mix, sigmas, steps, batch=256, lr=1e-2):
             value, rate = loss.item(), step / (time.time() - t0)
             if not math.isfinite(value):
                 sys.exit(f"langevin_compare.py: error: DSM loss is {value} at step {step}")
-            print(f"step {step:5d}/{steps} | loss {value:.4f} | {rate:.0f} steps/s | "
-                  f"{(steps - step) / rate:.1f} s left")
+            print(f"step {step}/{steps} | loss {value:.4f} | {rate:.0f} steps/s | {(steps - step) / rate:.0f} s left")
+    print(f"trained in {time.time() - t0:.1f} s")
     return net.eval()
 
 
-# ----------------------------------------------------------------------------- samplers
+# ----------------------------------------------------------------------------- sampler
 @torch.no_grad()
 def langevin(score, x, sigma, eps, T):
-    """Plain Langevin dynamics at one noise level: T steps of x <- x + (eps/2) s(x, sigma) + sqrt(eps) z."""
+    """Plain Langevin dynamics at one noise level σ: T steps of x <- x + (ε/2) s_θ(x, σ) + √ε z."""
     s = torch.full((x.shape[0],), float(sigma), device=x.device)
     for _ in range(T):
-        x = x + 0.5 * eps * score(x, s) + math.sqrt(eps) * torch.randn_like(x)
+        x = x + eps / 2 * score(x, s) + math.sqrt(eps) * torch.randn_like(x)
     return x
 
 
 @torch.no_grad()
-def anneal_langevin(score, x, sigmas, eps, T, denoise=False, trace=None):
-    """Algorithm 1 (ALD): T Langevin steps per level with alpha_i = eps sigma_i^2 / sigma_L^2.
-
-    In this form x <- x + (alpha/2) s + sqrt(alpha) z; the official code's `step_lr` is alpha/2
-    (x <- x + step_lr s + sqrt(2 step_lr) z). Optional final denoising step x + sigma_L^2 s(x, sigma_L).
-    If `trace` is a list, the samples after each level are appended to it.
-    """
+def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
+    """Annealed Langevin dynamics, Algorithm 1: T steps x <- x + (α_i/2) s_θ(x, σ_i) + √α_i z per level,
+    α_i = ε σ_i²/σ_L². The official code's step_lr is α/2 (x <- x + step_lr s + √(2 step_lr) z).
+    Returns (x, trace), trace[i] = x at the end of level i; `denoise` adds a last step
+    x + σ_L² s_θ(x, σ_L) (Tweedie's formula) that is not in trace."""
+    trace, sigma_L = [], sigmas[-1].item()
     for sigma in sigmas.tolist():
-        x = langevin(score, x, sigma, eps * sigma**2 / sigmas[-1].item() ** 2, T)
-        if trace is not None:
-            trace.append(x.clone())
+        alpha = eps * sigma**2 / sigma_L**2
+        s = torch.full((x.shape[0],), sigma, device=x.device)
+        for _ in range(T):
+            x = x + alpha / 2 * score(x, s) + math.sqrt(alpha) * torch.randn_like(x)
+        trace.append(x.clone())
     if denoise:
         x = x + sigmas[-1] ** 2 * score(x, sigmas[-1].expand(x.shape[0]))
-    return x
+    return x, trace
 
 
 def share_curve(score, x, sigma, eps, max_steps, keep, points=25):
@@ -171,7 +176,7 @@ def share_curve(score, x, sigma, eps, max_steps, keep, points=25):
 
 # ----------------------------------------------------------------------------- figures
 def density_grid(mix, lim, sigma=0.0, n=200):
-    """Grid coordinates and log p_sigma on [-lim, lim]^2, clipped 12 nats below its peak, for backgrounds."""
+    """Grid coordinates and log p_σ on [-lim, lim]², clipped 12 nats below its peak, for backgrounds."""
     g = torch.linspace(-lim, lim, n, device=mix.means.device)
     xx, yy = torch.meshgrid(g, g, indexing="xy")
     logp = mix.log_prob(torch.stack([xx.ravel(), yy.ravel()], 1), sigma).reshape(n, n)
@@ -186,8 +191,7 @@ def plot_samples(rows, mix, lim, path):
         for c, (name, x) in enumerate(samples.items()):
             ax, (p, se), d = axes[r, c], mode_share(x), mix.means[-1, 0].item()
             ax.contourf(xx, yy, dens, levels=12, cmap="Blues")
-            x = x.cpu()
-            ax.scatter(x[:, 0], x[:, 1], s=2, c="tab:red", alpha=0.6)
+            ax.scatter(*x.cpu().T, s=2, c="tab:red", alpha=0.6)
             ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="x", ylabel="y", aspect="equal",
                    title=f"{source}: {name}\n({d:g},{d:g}) share {p:.2f}±{se:.2f}")
     fig.tight_layout()
@@ -211,7 +215,7 @@ def plot_share(curves, weight, path):
 
 
 def plot_scores(mix, sigmas, lim, path):
-    """Perturbed densities p_sigma and their exact score fields at four of the sigmas."""
+    """Perturbed densities p_σ and their exact score fields at four of the σ's."""
     picks = sorted({0, len(sigmas) // 3, 2 * len(sigmas) // 3, len(sigmas) - 1})
     fig, axes = plt.subplots(1, len(picks), figsize=(3.4 * len(picks), 3.6))
     for ax, i in zip(axes, picks):
@@ -250,88 +254,84 @@ def make_gif(trace, sigmas, mix, lim, path):
 
 
 # ----------------------------------------------------------------------------- main
-def main():
-    """Parse flags, sample with exact and learned scores, print shares, write figures."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weight", type=float, default=0.8, help="weight of the (d,d) mode, in (0,1)")
-    p.add_argument("--distance", type=float, default=5.0, help="the modes sit at (-d,-d) and (d,d)")
-    p.add_argument("--n-samples", type=int, default=1280, help="number of samples per method")
-    p.add_argument("--eps", type=float, default=0.1, help="plain Langevin step size")
-    p.add_argument("--T", type=int, default=1000, help="plain Langevin steps")
-    p.add_argument("--ald-eps", type=float, default=0.005, help="ALD eps; alpha_i = eps sigma_i^2/sigma_L^2")
-    p.add_argument("--ald-T", type=int, default=100, help="ALD steps per noise level")
-    p.add_argument("--L", type=int, default=10, help="number of noise levels")
-    p.add_argument("--sigma-1", type=float, default=20.0, help="largest noise level")
-    p.add_argument("--sigma-L", type=float, default=0.1, help="smallest noise level")
-    p.add_argument("--denoise", action="store_true", help="ALD ends with x + sigma_L^2 s(x, sigma_L)")
-    p.add_argument("--long-steps", type=int, default=100000, help="plain Langevin steps in the share figure")
-    p.add_argument("--train-steps", type=int, default=2000, help="DSM training steps for the network")
+def parse_args(argv=None):
+    """Command-line flags; bad values end in a one-line error."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--weight", type=float, default=0.8, help="weight of the (d,d) mode, in (0,1) (default: 0.8)")
+    p.add_argument("--distance", type=float, default=5.0, help="the modes sit at (-d,-d) and (d,d) (default: 5.0)")
+    p.add_argument("--n-samples", type=int, default=1280, help="number of samples per method (default: 1280)")
+    p.add_argument("--eps", type=float, default=0.1, help="plain Langevin step size ε (default: 0.1)")
+    p.add_argument("--T", type=int, default=1000, help="plain Langevin steps (default: 1000)")
+    p.add_argument("--ald-eps", type=float, default=0.005, help="ALD ε; α_i = ε σ_i²/σ_L² (default: 0.005)")
+    p.add_argument("--ald-T", type=int, default=100, help="ALD steps per noise level (default: 100)")
+    p.add_argument("--L", type=int, default=10, help="number of noise levels (default: 10)")
+    p.add_argument("--sigma-1", type=float, default=20.0, help="largest noise level σ_1 (default: 20.0)")
+    p.add_argument("--sigma-L", type=float, default=0.1, help="smallest noise level σ_L (default: 0.1)")
+    p.add_argument("--denoise", action="store_true", help="ALD ends with x + σ_L² s_θ(x, σ_L)")
+    p.add_argument("--long-steps", type=int, default=100000, help="plain steps in the share figure (default: 100000)")
+    p.add_argument("--train-steps", type=int, default=2000, help="DSM training steps for the network (default: 2000)")
     p.add_argument("--exact-only", action="store_true", help="skip training; exact scores only")
     p.add_argument("--gif", action="store_true", help="also write ald.gif (exact scores, level by level)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed on CPU -> same outputs)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto = CUDA when present")
-    p.add_argument("--out", default="out/langevin_compare", help="directory for the figures")
-    a = p.parse_args()
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed on CPU, same outputs (default: 0)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when present (default: auto)")
+    p.add_argument("--out", default="out/langevin_compare", help="figure directory (default: out/langevin_compare)")
+    a = p.parse_args(argv)
     if not 0 < a.weight < 1:
         p.error(f"--weight must lie strictly between 0 and 1, got {a.weight}")
     for flag in ["distance", "eps", "ald_eps", "sigma_L"]:
         if not getattr(a, flag) > 0:
             p.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(a, flag)}")
-    for flag in ["n_samples", "T", "ald_T", "long_steps", "train_steps"]:
-        if getattr(a, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(a, flag)}")
-    if a.L < 2:
-        p.error(f"--L must be at least 2, got {a.L}")
+    for flag, low in [("n_samples", 1), ("T", 1), ("ald_T", 1), ("long_steps", 1), ("train_steps", 1), ("L", 2)]:
+        if getattr(a, flag) < low:
+            p.error(f"--{flag.replace('_', '-')} must be at least {low}, got {getattr(a, flag)}")
     if not a.sigma_1 > a.sigma_L:
         p.error(f"--sigma-1 ({a.sigma_1}) must be larger than --sigma-L ({a.sigma_L})")
-    # A Langevin step alpha on a Gaussian of variance v diverges for alpha >= 4v and is badly biased near it.
+    # A Langevin step α on a Gaussian of variance v diverges for α >= 4v and is badly biased near it.
     if a.eps >= 2:
         p.error(f"--eps {a.eps} is too large for a stable chain on unit-variance modes: use < 2")
     if a.ald_eps * a.sigma_1**2 / a.sigma_L**2 >= 2 * (1 + a.sigma_1**2):
-        p.error(f"--ald-eps {a.ald_eps} makes alpha_1 too large for a stable chain: "
+        p.error(f"--ald-eps {a.ald_eps} makes α_1 too large for a stable chain: "
                 f"use < {2 * a.sigma_L**2 * (1 + a.sigma_1**2) / a.sigma_1**2:.3g}")
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device found")
+    return a
+
+
+def main(argv=None):
+    """Sample with exact and learned scores, print shares, write figures."""
+    a = parse_args(argv)
     device = "cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu"
-    # Tiny tensors: one thread skips per-op thread hand-off and a busy neighbour core (measured >10x faster here).
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # tiny tensors: no per-op thread hand-off, no busy neighbour core (>10x faster here)
     torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
 
     mix = toy_mixture(a.weight, a.distance, device)
-    sigmas = torch.exp(torch.linspace(math.log(a.sigma_1), math.log(a.sigma_L), a.L, device=device))
-    lim = 1.6 * a.distance  # the start box, [-8, 8]^2 at d = 5
+    sigmas = get_sigmas(a.sigma_1, a.sigma_L, a.L).to(device)
+    lim = 1.6 * a.distance  # the start box, [-8, 8]² at d = 5
     x0 = (2 * torch.rand(a.n_samples, 2, device=device) - 1) * lim
-    sources = [("exact", mix.score, 0.0)]
+    sources = [("exact", mix.score, 0.0, max(a.long_steps, a.T))]  # name, score, plain Langevin's σ and steps
     if not a.exact_only:
-        t0 = time.time()
-        net = train(mix, sigmas, a.train_steps)
-        print(f"trained in {time.time() - t0:.1f} s")
-        sources.append(("learned", net, a.sigma_L))
+        sources.append(("learned", train(mix, sigmas, a.train_steps), a.sigma_L, a.T))
 
-    rows, curves, trace = [], [], []
-    for name, score, sigma_plain in sources:  # plain Langevin: data score, or the net at sigma_L
-        long = max(a.long_steps, a.T) if name == "exact" else a.T
+    rows, curves, traces = [], [], {}
+    for name, score, sigma_plain, long in sources:
         steps, shares, x_plain = share_curve(score, x0, sigma_plain, a.eps, long, keep=a.T)
-        level_trace = []
-        samples = {"iid": mix.sample(a.n_samples), "Langevin": x_plain,
-                   "ALD": anneal_langevin(score, x0, sigmas, a.ald_eps, a.ald_T, a.denoise, level_trace)}
+        samples = {"iid": mix.sample(a.n_samples), "Langevin": x_plain}
+        samples["ALD"], traces[name] = anneal_langevin(score, x0, sigmas, a.ald_eps, a.ald_T, denoise=a.denoise)
         rows.append((name, samples))
         print(f"{name + ':':9s}" + " | ".join(f"{k} {mode_share(v)[0]:.2f}±{mode_share(v)[1]:.2f}"
                                               for k, v in samples.items()), flush=True)
         ald_steps = [a.ald_T * (i + 1) for i in range(a.L)]
         curves.append((f"Langevin, {name} score", (steps, shares), "o-" if name == "exact" else "s-"))
-        curves.append((f"ALD, {name} score", (ald_steps, [mode_share(x)[0] for x in level_trace]),
+        curves.append((f"ALD, {name} score", (ald_steps, [mode_share(x)[0] for x in traces[name]]),
                        "^-" if name == "exact" else "v-"))
-        if name == "exact":
-            trace = level_trace  # for the GIF
 
     plot_samples(rows, mix, lim, os.path.join(a.out, "langevin_samples.png"))
     plot_share(curves, a.weight, os.path.join(a.out, "langevin_share.png"))
     plot_scores(mix, sigmas, lim, os.path.join(a.out, "langevin_scores.png"))
     if a.gif:
-        make_gif(trace, sigmas.tolist(), mix, lim, os.path.join(a.out, "ald.gif"))
+        make_gif(traces["exact"], sigmas.tolist(), mix, lim, os.path.join(a.out, "ald.gif"))
     print(f"figures written to {a.out}/")
 
 
