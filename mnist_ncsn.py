@@ -6,7 +6,7 @@ arXiv:1907.05600. A small U-Net s_θ(x, σ) learns the score of MNIST perturbed 
 L geometric noise levels (eq. (5)-(6)); Algorithm 1 walks uniform noise down the levels, and
 Algorithm 2 (appendix) does the same with some pixels held at a given image: inpainting.
 
-    python mnist_ncsn.py                        # CPU-sized run without CUDA (~10 min), full on a GPU
+    python mnist_ncsn.py                        # without CUDA a CPU-sized run (~10 min), else full
     python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 64)
     python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt
     python mnist_ncsn.py --inpaint right --ckpt out/mnist/checkpoint.pt
@@ -399,8 +399,8 @@ def save_levels(trace, final, sigmas, path):
 
 
 def save_inpaint(originals, mask, completions, region, path):
-    """One row per digit: the occluded input (hidden part grey) | its completions | the original."""
-    occluded = torch.where(mask[0], originals, torch.tensor(0.5))
+    """One row per digit: occluded input (hidden part dark grey) | completions | original."""
+    occluded = torch.where(mask[0], originals, torch.tensor(0.3))  # gaps between tiles are 0.5
     rows = torch.cat([occluded[:, None], completions, originals[:, None]], 1)  # (n, k + 2, 28, 28)
     ncols = rows.shape[1]
     fig, ax = plt.subplots(figsize=(0.6 * ncols + 0.6, 0.6 * len(rows) + 1.0))
@@ -510,6 +510,28 @@ def get_mnist(args, split):
     return load_mnist(data_dir, split)
 
 
+def inpaint(args, score, sigmas, device, out):
+    """Hide a region of the first --n-inpaint test digits, complete each --n-completions times
+    with Algorithm 2, write inpaint.npz (images in [0, 1], mask True = known) and inpaint.png."""
+    images, labels = get_mnist(args, "test")
+    if args.n_inpaint > len(images):
+        raise UserError(f"--n-inpaint {args.n_inpaint}, but {args.data_dir} holds only "
+                        f"{len(images)} test images")
+    n, k, mask = args.n_inpaint, args.n_completions, make_mask(args.inpaint).to(device)
+    y = images[:n].repeat_interleave(k, 0).to(device)  # k copies of each digit, one per chain
+    t0 = time.time()
+    x, _ = anneal_langevin_inpaint(score, torch.rand_like(y), y, mask, sigmas, args.eps, args.T,
+                                   not args.no_denoise)
+    x = x.clamp(0, 1).float().cpu().reshape(n, k, 28, 28)
+    print(f"inpainted {n} test digits x {k} ({args.inpaint} hidden), {len(sigmas) * args.T} "
+          f"Langevin steps, ε {args.eps:g}, in {time.time() - t0:.1f} s")
+    np.savez_compressed(out / "inpaint.npz", originals=images[:n, 0].numpy(),
+                        labels=labels[:n].numpy(), mask=mask[0, 0].cpu().numpy(),
+                        completions=x.numpy())
+    save_inpaint(images[:n, 0], mask[0].cpu(), x, args.inpaint, out / "inpaint.png")
+    print(f"wrote {out}/inpaint.png, inpaint.npz")
+
+
 def run(args):
     """Train (or load) the model, then sample, or inpaint, and write every output."""
     dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -558,26 +580,9 @@ def run(args):
         save_loss(losses, out / "loss.png")
     score = with_progress(ema, len(sigmas), args.T)
     torch.manual_seed(args.seed)
-    t0 = time.time()
     if args.inpaint:
-        images, labels = get_mnist(args, "test")
-        if args.n_inpaint > len(images):
-            raise UserError(f"--n-inpaint {args.n_inpaint}, but {args.data_dir} holds only "
-                            f"{len(images)} test images")
-        k, mask = args.n_completions, make_mask(args.inpaint).to(device)
-        y = images[:args.n_inpaint].repeat_interleave(k, 0).to(device)  # k copies of each digit
-        x, _ = anneal_langevin_inpaint(score, torch.rand_like(y), y, mask, sigmas, args.eps,
-                                       args.T, not args.no_denoise)
-        x = x.clamp(0, 1).float().cpu().reshape(args.n_inpaint, k, 28, 28)
-        originals = images[:args.n_inpaint, 0]
-        print(f"inpainted {args.n_inpaint} test digits x {k} ({args.inpaint} hidden), "
-              f"{len(sigmas) * args.T} Langevin steps, ε {args.eps:g}, in {time.time() - t0:.1f} s")
-        np.savez_compressed(out / "inpaint.npz", originals=originals.numpy(),
-                            labels=labels[:args.n_inpaint].numpy(), mask=mask[0, 0].cpu().numpy(),
-                            completions=x.numpy())
-        save_inpaint(originals, mask[0].cpu(), x, args.inpaint, out / "inpaint.png")
-        print(f"wrote {out}/inpaint.png, inpaint.npz")
-        return
+        return inpaint(args, score, sigmas, device, out)
+    t0 = time.time()
     x, trace = anneal_langevin(score, torch.rand(args.n_samples, 1, 28, 28, device=device),
                                sigmas, args.eps, args.T, not args.no_denoise)
     x = x.clamp(0, 1).float().cpu()

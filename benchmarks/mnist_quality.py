@@ -129,7 +129,8 @@ def report_inpaint(net, f, device):
     original = predict(net, originals, device).argmax(1)
     distinct = torch.tensor([len(set(row)) for row in pred.tolist()])
     print(f"{n} digits, {k} completions each, {int((~mask).sum())} of 784 pixels hidden")
-    print(f"labelled as the original digit: completions {(pred == labels[:, None]).float().mean():.3f}"
+    right = (pred == labels[:, None]).float().mean()
+    print(f"labelled as the original digit: completions {right:.3f}"
           f" | occluded input (zeros) {(occluded == labels).float().mean():.3f}"
           f" | original {(original == labels).float().mean():.3f}")
     print(f"completions of one input with more than one label: {(distinct > 1).float().mean():.3f} "
@@ -142,7 +143,7 @@ def main(argv=None):
     p.add_argument("file", help="samples.npy or inpaint.npz written by mnist_ncsn.py")
     p.add_argument("--data-dir", default="data/mnist", help="MNIST .gz files (default: data/mnist)")
     p.add_argument("--cache", default=str(ROOT / ".cache" / "mnist_classifier.pt"),
-                   help="where the trained classifier is kept (default: .cache/mnist_classifier.pt)")
+                   help="the trained classifier's file (default: .cache/mnist_classifier.pt)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto = CUDA when present (default: auto)")
     args = p.parse_args(argv)

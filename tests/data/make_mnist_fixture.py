@@ -17,7 +17,7 @@ OUT = Path(__file__).resolve().parent / "mnist"
 
 
 def cut(src, dst, n):
-    """Keep the first n items of a gzipped IDX file: rewrite the count in the header, drop the rest."""
+    """The first n items of a gzipped IDX file: the count in the header rewritten, the rest cut."""
     raw = gzip.decompress(src.read_bytes())
     ndim = raw[3]  # magic: two zero bytes, the type code, the number of dimensions
     dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
