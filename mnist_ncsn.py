@@ -459,8 +459,10 @@ def parse_args(argv=None):
                                                              "smallest noise level σ_L"),
             ("L", int, "number of noise levels L"), ("T", int, "Langevin steps per noise level"),
             ("eps", float, "Langevin step size ε of Algorithm 1, α_i = ε σ_i²/σ_L²")]:
+        default = f"{g[flag]:g}" if g[flag] == c[flag] else f"{g[flag]:g} with --preset gpu, " \
+            f"{c[flag]:g} with cpu"
         p.add_argument("--" + flag.replace("_", "-"), type=kind, help=f"{text} (default: "
-                       f"{g[flag]:g} with --preset gpu, {c[flag]:g} with cpu)")
+                       f"{default}; the checkpoint's when one is read)")
     p.add_argument("--no-denoise", action="store_true", help="skip the final step x + σ_L² s_θ")
     p.add_argument("--n-samples", type=int, default=100, help="images to sample (default: 100)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step "
@@ -486,8 +488,8 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be a positive number")
     if args.preset == "auto":
         args.preset = "gpu" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
-    default = PRESETS[args.preset]  # a checkpoint's σ's are checked against its own on loading
-    if (args.sigma_L or default["sigma_L"]) >= (args.sigma_1 or default["sigma_1"]):
+    preset = PRESETS[args.preset]  # a checkpoint's σ's are checked against it on loading
+    if (args.sigma_L or preset["sigma_L"]) >= (args.sigma_1 or preset["sigma_1"]):
         p.error("--sigma-1 must be finite and larger than --sigma-L")
     if args.ema_decay is not None and not 0 <= args.ema_decay < 1:
         p.error("--ema-decay must be in [0, 1)")
