@@ -278,6 +278,7 @@ def load_checkpoint(path, model, ema, sigmas, opt=None):
 
 
 # ----------------------------------------------------------------------------- sampler
+@torch.no_grad()
 def langevin(score, x, sigma, alpha, T, keep=None):
     """T Langevin steps at one noise level: x <- x + (α/2) s_θ(x, σ) + √α z, z ~ N(0, I).
 
