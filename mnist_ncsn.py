@@ -1,17 +1,19 @@
 """NCSN on MNIST: a noise conditional score network trained with denoising score matching,
-sampled with annealed Langevin dynamics.
+sampled with annealed Langevin dynamics, and used to fill in hidden parts of digits.
 
 Song & Ermon, "Generative Modeling by Estimating Gradients of the Data Distribution", NeurIPS 2019,
-arXiv:1907.05600. A small U-Net s(x, sigma) learns the score of MNIST perturbed by Gaussian noise at
-L geometric noise levels (eq. (5)-(6)); Algorithm 1 then walks uniform noise down the levels.
+arXiv:1907.05600. A small U-Net s_θ(x, σ) learns the score of MNIST perturbed by Gaussian noise at
+L geometric noise levels (eq. (5)-(6)); Algorithm 1 walks uniform noise down the levels, and
+Algorithm 2 (appendix) does the same with some pixels held at a given image: inpainting.
 
-    python mnist_ncsn.py --epochs 20 --compile          # GPU: digits in a few minutes
-    python mnist_ncsn.py --device cpu --width 24 --batch-size 32 --lr 2e-3 --train-size 10000 \
-        --epochs 10 --T 50 --eps 8e-5                   # CPU: rough digits in about 9 minutes
-    python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt --eps 8e-5
+    python mnist_ncsn.py                        # without CUDA a CPU-sized run (~10 min), else full
+    python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 64)
+    python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt
+    python mnist_ncsn.py --inpaint right --ckpt out/mnist/checkpoint.pt
 
 Outputs in --out (default out/mnist/): samples.png, samples.npy, langevin_levels.png, loss.png,
-checkpoint.pt. MNIST is read from --data-dir and downloaded there when missing.
+checkpoint.pt; with --inpaint: inpaint.png, inpaint.npz. MNIST is read from --data-dir and
+downloaded there when missing.
 """
 import argparse
 import copy
@@ -34,7 +36,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-# ----------------------------------------------------------------------------------------- data
+# ----------------------------------------------------------------------------- data
 MIRRORS = ["https://ossci-datasets.s3.amazonaws.com/mnist/",
            "https://storage.googleapis.com/cvdf-datasets/mnist/"]
 FILES = {  # name -> MD5 of the canonical file
@@ -43,6 +45,7 @@ FILES = {  # name -> MD5 of the canonical file
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
 }
+MASKS = ["right", "bottom", "left", "top", "center"]  # the region --inpaint hides
 
 
 class UserError(Exception):
@@ -77,7 +80,8 @@ def download_mnist(data_dir, mirrors=MIRRORS, check_md5=True):
             break
         else:
             raise UserError(f"could not download {name} ({'; '.join(problems)}); without network, "
-                            f"put {', '.join(FILES)} into {data_dir}/")
+                            f"put {', '.join(FILES)} into {data_dir}/ or point --data-dir at "
+                            f"your copy")
 
 
 def read_idx(path, magic):
@@ -109,9 +113,20 @@ def load_mnist(data_dir, split="train"):
     return images[:, None].float() / 255, labels.long()
 
 
-# ---------------------------------------------------------------------------------------- model
+def make_mask(region, size=28):
+    """Known-pixel mask m of Algorithm 2, (1, 1, size, size) bool: False on the hidden region."""
+    mask = torch.ones(1, 1, size, size, dtype=torch.bool)
+    h, q = size // 2, size // 4
+    hidden = {"right": (slice(None), slice(h, None)), "left": (slice(None), slice(None, h)),
+              "bottom": (slice(h, None), slice(None)), "top": (slice(None, h), slice(None)),
+              "center": (slice(q, size - q), slice(q, size - q))}[region]
+    mask[0, 0][hidden] = False
+    return mask
+
+
+# ----------------------------------------------------------------------------- model
 class ResBlock(nn.Module):
-    """Two GroupNorm-SiLU-conv layers with the log-sigma embedding added in between, plus a skip."""
+    """Two GroupNorm-SiLU-conv layers with the log σ embedding added in between, plus a skip."""
 
     def __init__(self, c_in, c_out, emb_dim):
         super().__init__()
@@ -127,10 +142,10 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Noise conditional U-Net, 28 -> 14 -> 7 and back, returning s(x, sigma) ~ grad log p_sigma(x).
+    """Noise conditional U-Net, 28 -> 14 -> 7 and back, returning s_θ(x, σ) ≈ ∇ₓ log p_σ(x).
 
-    Unlike the paper's RefineNet (deeper, dilated convs, conditional instance norm per sigma), it is
-    a small U-Net conditioned on log sigma through an embedding, with its output divided by sigma.
+    Unlike the paper's RefineNet (deeper, dilated convs, conditional instance norm per σ), it is
+    a small U-Net conditioned on log σ through an embedding, with its output divided by σ.
     """
 
     def __init__(self, width=64):
@@ -147,7 +162,7 @@ class UNet(nn.Module):
         self.norm_out, self.conv_out = nn.GroupNorm(8, c), nn.Conv2d(c, 1, 3, padding=1)
 
     def forward(self, x, sigma):
-        """s(x, sigma) for images x (n, 1, 28, 28) and one sigma per image, sigma (n,)."""
+        """s_θ(x, σ) for images x (n, 1, 28, 28) and one σ per image, sigma (n,)."""
         emb = self.embed(torch.log(sigma)[:, None])
         h1 = self.down1(self.conv_in(x), emb)
         h2 = self.down2(self.pool1(h1), emb)
@@ -155,131 +170,26 @@ class UNet(nn.Module):
         h = self.up2(torch.cat([F.interpolate(h, scale_factor=2.0), h2], 1), emb)
         h = self.up1(torch.cat([F.interpolate(h, scale_factor=2.0), h1], 1), emb)
         out = self.conv_out(F.silu(self.norm_out(h)))
-        # NCSNv2: the true score has norm ~ 1/sigma, so the net only has to output unit scale.
+        # NCSNv2: the true score has norm ~ 1/σ, so the net only has to output unit scale.
         return out / sigma[:, None, None, None]
 
 
-# ----------------------------------------------------------------------------------------- loss
-def get_sigmas(sigma_1=1.0, sigma_L=0.01, L=10):
-    """Geometric noise levels sigma_1 > ... > sigma_L (Section 4.1)."""
+# ----------------------------------------------------------------------------- loss
+def get_sigmas(sigma_1, sigma_L, L):
+    """The paper's noise levels: a geometric sequence σ_1 > ... > σ_L (Section 4.1)."""
     return torch.exp(torch.linspace(math.log(sigma_1), math.log(sigma_L), L))
 
 
 def dsm_loss(score, x, sigmas):
-    """Eq. (5)-(6), lambda(sigma) = sigma^2: mean of 1/2 ||sigma s(x + sigma z, sigma) + z||^2."""
+    """Eq. (5)-(6) with λ(σ) = σ²: mean of ½ ‖σ s_θ(x + σz, σ) + z‖², one random σ_i per example."""
     sigma = sigmas[torch.randint(len(sigmas), (x.shape[0],), device=x.device)]
     s = sigma[:, None, None, None]
     z = torch.randn_like(x)
     return 0.5 * (s * score(x + s * z, sigma) + z).square().flatten(1).sum(1).mean()
 
 
-# -------------------------------------------------------------------------------------- sampler
-@torch.no_grad()
-def anneal_langevin(score, x, sigmas, eps, T, denoise=True, n_trace=0):
-    """Algorithm 1: for each sigma_i, T steps x <- x + (alpha_i/2) s(x, sigma_i) + sqrt(alpha_i) z.
-
-    alpha_i = eps sigma_i^2 / sigma_L^2. The official code's step_lr is alpha/2 in this form
-    (x <- x + step_lr s + sqrt(2 step_lr) z), so its step_lr = 2e-5 is eps = 4e-5 here. With
-    denoise, a last step x + sigma_L^2 s(x, sigma_L) removes the remaining noise (Tweedie).
-    Returns x and, for the first n_trace samples, their state at the end of every level.
-    """
-    trace = []
-    for sigma in sigmas:
-        alpha = eps * (sigma / sigmas[-1]) ** 2
-        sigma_n = sigma.expand(len(x))
-        for _ in range(T):
-            x = x + alpha / 2 * score(x, sigma_n) + alpha.sqrt() * torch.randn_like(x)
-        trace.append(x[:n_trace].clone())
-    if denoise:
-        x = x + sigmas[-1] ** 2 * score(x, sigmas[-1].expand(len(x)))
-    return x, trace
-
-
-# -------------------------------------------------------------------------------------- figures
-def tile(images, ncols):
-    """Images (n, 28, 28) in [0, 1] -> one mosaic array, row-major, with 2-pixel gaps."""
-    n = len(images)
-    rows = math.ceil(n / ncols)
-    mosaic = np.full((rows * 30 + 2, ncols * 30 + 2), 0.5, dtype=np.float32)
-    for k, img in enumerate(images):
-        r, c = divmod(k, ncols)
-        mosaic[2 + 30 * r:30 * (r + 1), 2 + 30 * c:30 * (c + 1)] = img
-    return mosaic
-
-
-def save_grid(images, path, title):
-    """A square grid of samples (10 x 10 for 100 images)."""
-    ncols = math.ceil(math.sqrt(len(images)))
-    fig, ax = plt.subplots(figsize=(5, 5.3))
-    ax.imshow(tile(images.clamp(0, 1).numpy(), ncols), cmap="gray", vmin=0, vmax=1)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def save_levels(trace, final, sigmas, path):
-    """A few samples (rows) at the end of each noise level of Algorithm 1 (columns)."""
-    columns = trace + [final]
-    stacked = torch.stack([c[:, 0].clamp(0, 1).float().cpu() for c in columns], 1)  # (rows, cols)
-    ncols = len(columns)
-    fig, ax = plt.subplots(figsize=(0.55 * ncols + 1, 0.55 * len(final) + 1.2))
-    ax.imshow(tile(stacked.flatten(0, 1).numpy(), ncols), cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([16 + 30 * j for j in range(ncols)],
-                  [f"{s:.2g}" for s in sigmas.tolist()] + ["denoised"], fontsize=7, rotation=45)
-    ax.set_yticks([])
-    ax.set(xlabel="noise level σ_i (state after its T steps)", ylabel="sample",
-           title="Annealed Langevin dynamics, Algorithm 1")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def save_loss(losses, path):
-    """Mean DSM loss per epoch."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(range(1, len(losses) + 1), losses, marker=".")
-    ax.set(xlabel="epoch", ylabel="DSM loss, eq. (6)", title="Training loss", yscale="log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# ----------------------------------------------------------------------------------- checkpoint
-def save_checkpoint(path, **state):
-    """torch.save to a temp file, then rename: a crash never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, model, ema, sigmas, opt=None):
-    """Restore model, EMA (and optimiser); refuse another architecture or sigma schedule."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        saved_sigmas, width = ckpt["sigmas"], ckpt["args"]["width"]
-    except Exception as e:  # anything unreadable: missing, truncated, not a checkpoint
-        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if width != model.width:
-        raise UserError(f"{path}: made with --width {width}, this run uses --width {model.width}")
-    if saved_sigmas.shape != sigmas.shape or not torch.allclose(saved_sigmas, sigmas.cpu()):
-        raise UserError(f"{path}: trained with sigmas {saved_sigmas.tolist()}, this run uses "
-                        f"{sigmas.tolist()} (set --sigma-1/--sigma-L/--L to match)")
-    try:
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        if opt is not None:
-            opt.load_state_dict(ckpt["opt"])
-    except (KeyError, RuntimeError, ValueError) as e:  # e.g. saved by another version of UNet
-        raise UserError(f"{path}: does not fit this model ({' '.join(str(e).split())[:200]})") \
-            from None
-    return ckpt
-
-
-# ------------------------------------------------------------------------------------- training
 def train(model, ema, opt, data, sigmas, args, start_epoch, losses, ckpt_path):
-    """Adam on dsm_loss with an EMA of the weights; a checkpoint after every finite epoch."""
+    """Adam on dsm_loss (eq. (6)) with an EMA of the weights; a checkpoint after every epoch."""
     device = data.device
     amp = device.type == "cuda" and args.compile  # measured: eager bf16 is slower (more casts)
     # CUDA graphs (reduce-overhead) replay the whole forward/backward with one launch each: at
@@ -329,64 +239,304 @@ def train(model, ema, opt, data, sigmas, args, start_epoch, losses, ckpt_path):
               f"{(args.epochs - epoch) * steps * batch / rate:.0f} s left", flush=True)
 
 
-# ----------------------------------------------------------------------------------------- main
+def save_checkpoint(path, **state):
+    """torch.save to a temp file, then rename: a crash never leaves a half-written checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path):
+    """The saved dict, or a UserError for anything unreadable (missing, truncated, not ours)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or not {"model", "ema", "sigmas", "args"} <= ckpt.keys():
+        raise UserError(f"{path}: not a readable checkpoint (not written by mnist_ncsn.py)")
+    return ckpt
+
+
+def load_checkpoint(path, model, ema, sigmas, opt=None):
+    """Restore model, EMA (and optimiser); refuse another architecture or σ schedule."""
+    ckpt = read_checkpoint(path)
+    saved_sigmas, width = ckpt["sigmas"], ckpt["args"]["width"]
+    if width != model.width:
+        raise UserError(f"{path}: made with --width {width}, this run uses --width {model.width}")
+    if saved_sigmas.shape != sigmas.shape or not torch.allclose(saved_sigmas, sigmas.cpu()):
+        raise UserError(f"{path}: trained with σ's {saved_sigmas.tolist()}, this run uses "
+                        f"{sigmas.tolist()} (set --sigma-1/--sigma-L/--L to match)")
+    try:
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        if opt is not None:
+            opt.load_state_dict(ckpt["opt"])
+    except (KeyError, RuntimeError, ValueError) as e:  # e.g. saved by another version of UNet
+        raise UserError(f"{path}: does not fit this model ({' '.join(str(e).split())[:200]})") \
+            from None
+    return ckpt
+
+
+# ----------------------------------------------------------------------------- sampler
+@torch.no_grad()
+def langevin(score, x, sigma, alpha, T, keep=None):
+    """T Langevin steps at one noise level: x <- x + (α/2) s_θ(x, σ) + √α z, z ~ N(0, I).
+
+    The inner loop of Algorithms 1 and 2. keep = (m, y): after every step the pixels where the
+    mask m is True are reset to y (Algorithm 2, line 9); the others move by Langevin only.
+    """
+    sigma_n = sigma.expand(len(x))
+    for _ in range(T):
+        x = x + alpha / 2 * score(x, sigma_n) + alpha.sqrt() * torch.randn_like(x)
+        if keep is not None:
+            x = torch.where(keep[0], keep[1], x)
+    return x
+
+
+@torch.no_grad()
+def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
+    """Annealed Langevin dynamics, Algorithm 1: T steps x <- x + (α_i/2) s_θ(x, σ_i) + √α_i z per
+    level, α_i = ε σ_i²/σ_L².
+
+    The official code's step_lr is α/2 in this form (x <- x + step_lr s + √(2 step_lr) z), so its
+    step_lr = 2e-5 is ε = 4e-5 here. With denoise, a last step x + σ_L² s_θ(x, σ_L) removes the
+    remaining noise (Tweedie). Returns x and trace, the L states at the end of each level.
+    """
+    trace = []
+    for sigma in sigmas:
+        x = langevin(score, x, sigma, eps * (sigma / sigmas[-1]) ** 2, T)
+        trace.append(x.clone())
+    if denoise:
+        x = x + sigmas[-1] ** 2 * score(x, sigmas[-1].expand(len(x)))
+    return x, trace
+
+
+@torch.no_grad()
+def anneal_langevin_inpaint(score, x, y, mask, sigmas, eps, T, denoise=True):
+    """Inpainting with annealed Langevin dynamics, the paper's Algorithm 2 (Section 5, Fig. 6).
+
+    The known pixels (mask True) of the image y are held at y + σ_i z, a sample of the data
+    perturbed to level i (z drawn once per level, as in the paper); the hidden ones follow
+    Algorithm 1's steps, α_i = ε σ_i²/σ_L², and so sample p_σ_i(hidden | known). After the
+    optional denoising step the known pixels are set to y exactly. Returns x and the L states
+    at the end of each level, as anneal_langevin.
+    """
+    trace = []
+    for sigma in sigmas:
+        y_sigma = y + sigma * torch.randn_like(y)  # the known pixels, as noisy as this level's data
+        x = torch.where(mask, y_sigma, x)
+        x = langevin(score, x, sigma, eps * (sigma / sigmas[-1]) ** 2, T, keep=(mask, y_sigma))
+        trace.append(x.clone())
+    if denoise:
+        x = x + sigmas[-1] ** 2 * score(x, sigmas[-1].expand(len(x)))
+    return torch.where(mask, y, x), trace
+
+
+def with_progress(score, n_levels, T, every=15.0):
+    """Wrap a score network so that the sampler prints its level, img/s and time left.
+
+    A Langevin sampler calls the network T times per level: counting those calls is enough to
+    know where it is, without changing the samplers (the functions one pastes into notes).
+    """
+    total, state = n_levels * T, {"calls": 0, "t0": time.time(), "t_print": time.time()}
+
+    def wrapped(x, sigma):
+        """score(x, sigma), and every `every` seconds one progress line."""
+        out = score(x, sigma)
+        state["calls"] += 1
+        now, done = time.time(), state["calls"]
+        if now - state["t_print"] > every and done < total:
+            rate = done * len(x) / (now - state["t0"])
+            print(f"  level {(done - 1) // T + 1}/{n_levels} (σ = {sigma[0].item():.3g})"
+                  f" | {rate:,.0f} img/s | {(total - done) * len(x) / rate:.0f} s left",
+                  flush=True)
+            state["t_print"] = now
+        return out
+    return wrapped
+
+
+# ----------------------------------------------------------------------------- figures
+def tile(images, ncols):
+    """Images (n, 28, 28) in [0, 1] -> one mosaic array, row-major, with 2-pixel gaps."""
+    n = len(images)
+    rows = math.ceil(n / ncols)
+    mosaic = np.full((rows * 30 + 2, ncols * 30 + 2), 0.5, dtype=np.float32)
+    for k, img in enumerate(images):
+        r, c = divmod(k, ncols)
+        mosaic[2 + 30 * r:30 * (r + 1), 2 + 30 * c:30 * (c + 1)] = img
+    return mosaic
+
+
+def save(fig, path):
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_grid(images, path, title):
+    """A square grid of samples (10 x 10 for 100 images)."""
+    ncols = math.ceil(math.sqrt(len(images)))
+    fig, ax = plt.subplots(figsize=(5, 5.3))
+    ax.imshow(tile(images.clamp(0, 1).numpy(), ncols), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    save(fig, path)
+
+
+def save_levels(trace, final, sigmas, path):
+    """A few samples (rows) at the end of each noise level of Algorithm 1 (columns)."""
+    columns = [t[:len(final)] for t in trace] + [final]
+    stacked = torch.stack([c[:, 0].clamp(0, 1).float().cpu() for c in columns], 1)  # (rows, cols)
+    ncols = len(columns)
+    fig, ax = plt.subplots(figsize=(0.55 * ncols + 1, 0.55 * len(final) + 1.2))
+    ax.imshow(tile(stacked.flatten(0, 1).numpy(), ncols), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([16 + 30 * j for j in range(ncols)],
+                  [f"{s:.2g}" for s in sigmas.tolist()] + ["denoised"], fontsize=7, rotation=45)
+    ax.set_yticks([])
+    ax.set(xlabel="noise level σ_i (state after its T steps)", ylabel="sample",
+           title="Annealed Langevin dynamics, Algorithm 1")
+    save(fig, path)
+
+
+def save_inpaint(originals, mask, completions, region, path):
+    """One row per digit: occluded input (hidden part dark grey) | completions | original."""
+    occluded = torch.where(mask[0], originals, torch.tensor(0.3))  # gaps between tiles are 0.5
+    rows = torch.cat([occluded[:, None], completions, originals[:, None]], 1)  # (n, k + 2, 28, 28)
+    ncols = rows.shape[1]
+    fig, ax = plt.subplots(figsize=(0.6 * ncols + 0.6, 0.6 * len(rows) + 1.0))
+    ax.imshow(tile(rows.flatten(0, 1).clamp(0, 1).numpy(), ncols), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([16 + 30 * j for j in range(ncols)],
+                  ["input"] + [f"{j + 1}" for j in range(ncols - 2)] + ["original"], fontsize=7)
+    ax.set_yticks([])
+    ax.set_title(f"Inpainting, Algorithm 2: {region} part hidden, completions 1..{ncols - 2}",
+                 fontsize=9)
+    save(fig, path)
+
+
+def save_loss(losses, path):
+    """Mean DSM loss per epoch."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(range(1, len(losses) + 1), losses, marker=".")
+    ax.set(xlabel="epoch", ylabel="DSM loss, eq. (6)", title="Training loss", yscale="log")
+    save(fig, path)
+
+
+# ----------------------------------------------------------------------------- main
+# Flags left out take their value from the checkpoint being read (--sample-only, --inpaint,
+# --resume), else from the preset: "gpu" is the full run, "cpu" a run sized for a 2-core CPU.
+PRESETS = {
+    "gpu": dict(epochs=20, batch_size=128, lr=1e-3, ema_decay=0.999, train_size=60000, width=64,
+                sigma_1=1.0, sigma_L=0.01, L=10, T=100, eps=4e-5),
+    "cpu": dict(epochs=20, batch_size=64, lr=2e-3, ema_decay=0.999, train_size=10000, width=16,
+                sigma_1=1.0, sigma_L=0.01, L=10, T=50, eps=8e-5),
+}
+
+
 def parse_args(argv=None):
     """Command-line flags; bad values end in parser.error (one line, exit code 2)."""
     p = argparse.ArgumentParser(description="NCSN (Song & Ermon 2019) on MNIST: train a noise "
                                 "conditional U-Net with DSM, sample with annealed Langevin "
-                                "dynamics.")
-    p.add_argument("--data-dir", default="data/mnist", help="folder with the four MNIST .gz files "
-                   "(downloaded there when missing) [data/mnist]")
+                                "dynamics, inpaint.")
+    p.add_argument("--data-dir", default="data/mnist", help="folder with the four MNIST .gz files, "
+                   "downloaded there when missing; without network, point it at your copy "
+                   "(default: data/mnist)")
     p.add_argument("--mirror", help="download from this URL prefix instead of the public mirrors "
                    "(skips the MD5 check)")
-    p.add_argument("--out", default="out/mnist", help="output folder [out/mnist]")
+    p.add_argument("--out", default="out/mnist", help="output folder (default: out/mnist)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto = CUDA when present [auto]")
-    p.add_argument("--seed", type=int, default=0, help="random seed [0]")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs [20]")
-    p.add_argument("--batch-size", type=int, default=128, help="images per step [128]")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate [1e-3]")
-    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights "
-                   "[0.999]")
-    p.add_argument("--train-size", type=int, help="train on the first N images only [all]")
-    p.add_argument("--width", type=int, default=64, help="U-Net channels, a multiple of 8 [64]")
-    p.add_argument("--sigma-1", type=float, default=1.0, help="largest noise level sigma_1 [1]")
-    p.add_argument("--sigma-L", type=float, default=0.01, help="smallest noise level sigma_L "
-                   "[0.01]")
-    p.add_argument("--L", type=int, default=10, help="number of noise levels L [10]")
-    p.add_argument("--T", type=int, default=100, help="Langevin steps per noise level [100]")
-    p.add_argument("--eps", type=float, default=4e-5, help="Langevin step size epsilon of "
-                   "Algorithm 1, alpha_i = eps sigma_i^2/sigma_L^2; chosen by measured sample "
-                   "quality (README) [4e-5]")
-    p.add_argument("--no-denoise", action="store_true", help="skip the final step x + sigma_L^2 s")
-    p.add_argument("--n-samples", type=int, default=100, help="images to sample [100]")
+                   help="auto = CUDA when present (default: auto)")
+    p.add_argument("--preset", choices=["auto", "cpu", "gpu"], default="auto",
+                   help="defaults for the flags below: gpu = the full run, cpu = sized for a "
+                   "2-core CPU; auto = gpu on CUDA, else cpu (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    g, c = PRESETS["gpu"], PRESETS["cpu"]
+    for flag, kind, text in [
+            ("epochs", int, "training epochs"), ("batch_size", int, "images per step"),
+            ("lr", float, "Adam learning rate"), ("ema_decay", float, "EMA decay of the weights"),
+            ("train_size", int, "train on the first N images only"),
+            ("width", int, "U-Net channels, a multiple of 8"),
+            ("sigma_1", float, "largest noise level σ_1"), ("sigma_L", float,
+                                                             "smallest noise level σ_L"),
+            ("L", int, "number of noise levels L"), ("T", int, "Langevin steps per noise level"),
+            ("eps", float, "Langevin step size ε of Algorithm 1, α_i = ε σ_i²/σ_L²")]:
+        default = f"{g[flag]:g}" if g[flag] == c[flag] else f"{g[flag]:g} with --preset gpu, " \
+            f"{c[flag]:g} with cpu"
+        p.add_argument("--" + flag.replace("_", "-"), type=kind, help=f"{text} (default: "
+                       f"{default}; the checkpoint's when one is read)")
+    p.add_argument("--no-denoise", action="store_true", help="skip the final step x + σ_L² s_θ")
+    p.add_argument("--n-samples", type=int, default=100, help="images to sample (default: 100)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step "
                    "(on CUDA: CUDA graphs, bf16 autocast, channels_last)")
     p.add_argument("--resume", action="store_true", help="continue training up to --epochs from "
-                   "a checkpoint's model, EMA, optimiser (and its lr) and epoch (--ckpt, else "
-                   "OUT/checkpoint.pt)")
+                   "a checkpoint (--ckpt, else OUT/checkpoint.pt)")
     p.add_argument("--sample-only", action="store_true", help="sample from --ckpt, no training")
-    p.add_argument("--ckpt", help="checkpoint to read [OUT/checkpoint.pt]")
+    p.add_argument("--ckpt", help="checkpoint to read (default: OUT/checkpoint.pt)")
+    p.add_argument("--inpaint", choices=MASKS, help="hide this part of test digits and complete "
+                   "them with Algorithm 2 from the checkpoint's EMA model; no training")
+    p.add_argument("--n-inpaint", type=int, default=10, help="test digits to inpaint (default: 10)")
+    p.add_argument("--n-completions", type=int, default=6, help="completions per digit "
+                   "(default: 6)")
     args = p.parse_args(argv)
-    for name in ["epochs", "batch_size", "width", "L", "T", "n_samples", "train_size"]:
+    for name in ["epochs", "batch_size", "width", "L", "T", "n_samples", "train_size",
+                 "n_inpaint", "n_completions"]:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.width % 8:
+    if args.width is not None and args.width % 8:
         p.error("--width must be a multiple of 8 (GroupNorm uses 8 groups)")
-    for name in ["lr", "eps", "sigma_L"]:
-        if not 0 < getattr(args, name) < math.inf:
+    for name in ["lr", "eps", "sigma_L", "sigma_1"]:
+        if getattr(args, name) is not None and not 0 < getattr(args, name) < math.inf:
             p.error(f"--{name.replace('_', '-')} must be a positive number")
-    if not args.sigma_L < args.sigma_1 < math.inf:
+    if args.preset == "auto":
+        args.preset = "gpu" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
+    preset = PRESETS[args.preset]  # a checkpoint's σ's are checked against it on loading
+    if (args.sigma_L or preset["sigma_L"]) >= (args.sigma_1 or preset["sigma_1"]):
         p.error("--sigma-1 must be finite and larger than --sigma-L")
-    if not 0 <= args.ema_decay < 1:
+    if args.ema_decay is not None and not 0 <= args.ema_decay < 1:
         p.error("--ema-decay must be in [0, 1)")
+    if args.inpaint and args.resume:
+        p.error("--inpaint samples from a checkpoint; it does not go with --resume")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but no CUDA device is available")
     return args
 
 
+def get_mnist(args, split):
+    """Images and labels of one split from --data-dir, downloaded there when missing."""
+    data_dir = Path(args.data_dir)
+    if not all((data_dir / name).exists() for name in FILES):
+        try:
+            download_mnist(data_dir, [args.mirror] if args.mirror else MIRRORS,
+                           check_md5=args.mirror is None)
+        except OSError as e:  # e.g. the data folder cannot be created or written
+            raise UserError(f"cannot write MNIST into {data_dir} ({e})") from None
+    return load_mnist(data_dir, split)
+
+
+def inpaint(args, score, sigmas, device, out):
+    """Hide a region of the first --n-inpaint test digits, complete each --n-completions times
+    with Algorithm 2, write inpaint.npz (images in [0, 1], mask True = known) and inpaint.png."""
+    images, labels = get_mnist(args, "test")
+    if args.n_inpaint > len(images):
+        raise UserError(f"--n-inpaint {args.n_inpaint}, but {args.data_dir} holds only "
+                        f"{len(images)} test images")
+    n, k, mask = args.n_inpaint, args.n_completions, make_mask(args.inpaint).to(device)
+    y = images[:n].repeat_interleave(k, 0).to(device)  # k copies of each digit, one per chain
+    t0 = time.time()
+    x, _ = anneal_langevin_inpaint(score, torch.rand_like(y), y, mask, sigmas, args.eps, args.T,
+                                   not args.no_denoise)
+    x = x.clamp(0, 1).float().cpu().reshape(n, k, 28, 28)
+    print(f"inpainted {n} test digits x {k} ({args.inpaint} hidden), {len(sigmas) * args.T} "
+          f"Langevin steps, ε {args.eps:g}, in {time.time() - t0:.1f} s")
+    np.savez_compressed(out / "inpaint.npz", originals=images[:n, 0].numpy(),
+                        labels=labels[:n].numpy(), mask=mask[0, 0].cpu().numpy(),
+                        completions=x.numpy())
+    save_inpaint(images[:n, 0], mask[0].cpu(), x, args.inpaint, out / "inpaint.png")
+    print(f"wrote {out}/inpaint.png, inpaint.npz")
+
+
 def run(args):
-    """Train (or load) the model, then sample and write every output."""
+    """Train (or load) the model, then sample, or inpaint, and write every output."""
     dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(dev)
     out = Path(args.out)
@@ -396,6 +546,17 @@ def run(args):
     except OSError as e:
         raise UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
     ckpt_path = Path(args.ckpt) if args.ckpt else out / "checkpoint.pt"
+    training = not (args.sample_only or args.inpaint)
+    saved = read_checkpoint(ckpt_path)["args"] if not training or args.resume else {}
+    for name, value in PRESETS[args.preset].items():  # flags given > checkpoint > preset
+        if getattr(args, name) is None:
+            setattr(args, name, saved[name] if saved.get(name) is not None else value)
+    if training and dev == "cpu":  # say at once what the user is in for
+        print(f"--preset cpu: a CPU-sized run (width {args.width}, {args.epochs} epochs of "
+              f"{args.train_size:,} images, T={args.T}), about 10 min on 2 cores; --preset gpu "
+              f"is the full run, about 3 h on 2 cores" if args.preset == "cpu" else
+              "--preset gpu on a CPU: about 3 h on 2 cores; --preset cpu gives digits in about "
+              "10 min", flush=True)
     torch.manual_seed(args.seed)
     sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.L).to(device)
     model = UNet(args.width).to(device)
@@ -404,22 +565,15 @@ def run(args):
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=dev == "cuda")
     print(f"UNet(width={args.width}): {sum(p.numel() for p in model.parameters()):,} parameters | "
-          f"{device} | L={len(sigmas)} sigmas {args.sigma_1:g} .. {args.sigma_L:g}")
+          f"{device} | L={len(sigmas)} σ's {args.sigma_1:g} .. {args.sigma_L:g}")
     epoch, losses = 0, []
-    if args.sample_only or args.resume:
-        ckpt = load_checkpoint(ckpt_path, model, ema, sigmas, None if args.sample_only else opt)
+    if saved:
+        ckpt = load_checkpoint(ckpt_path, model, ema, sigmas, opt if args.resume else None)
         epoch, losses = ckpt["epoch"], ckpt["losses"]
         print(f"loaded {ckpt_path} (epoch {epoch})")
-    if not args.sample_only:
-        data_dir = Path(args.data_dir)
-        if not all((data_dir / name).exists() for name in FILES):
-            try:
-                download_mnist(data_dir, [args.mirror] if args.mirror else MIRRORS,
-                               check_md5=args.mirror is None)
-            except OSError as e:  # e.g. the data folder cannot be created or written
-                raise UserError(f"cannot write MNIST into {data_dir} ({e})") from None
-        data = load_mnist(data_dir, "train")[0][:args.train_size].to(device)
-        print(f"training on {len(data):,} images from {data_dir}, "
+    if training:
+        data = get_mnist(args, "train")[0][:args.train_size].to(device)
+        print(f"training on {len(data):,} images from {args.data_dir}, "
               f"epochs {epoch + 1}..{args.epochs}")
         t0 = time.time()
         train(model, ema, opt, data, sigmas, args, epoch, losses, out / "checkpoint.pt")
@@ -427,20 +581,22 @@ def run(args):
               f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if dev == "cuda" else ""))
         epoch = max(epoch, args.epochs)
         save_loss(losses, out / "loss.png")
-
+    score = with_progress(ema, len(sigmas), args.T)
     torch.manual_seed(args.seed)
+    if args.inpaint:
+        return inpaint(args, score, sigmas, device, out)
     t0 = time.time()
-    x, trace = anneal_langevin(ema, torch.rand(args.n_samples, 1, 28, 28, device=device),
-                               sigmas, args.eps, args.T, not args.no_denoise, n_trace=5)
+    x, trace = anneal_langevin(score, torch.rand(args.n_samples, 1, 28, 28, device=device),
+                               sigmas, args.eps, args.T, not args.no_denoise)
     x = x.clamp(0, 1).float().cpu()
     print(f"sampled {args.n_samples} images, {len(sigmas) * args.T} Langevin steps, "
-          f"eps {args.eps:g}, in {time.time() - t0:.1f} s")
+          f"ε {args.eps:g}, in {time.time() - t0:.1f} s")
     np.save(out / "samples.npy", x[:, 0].numpy().astype(np.float32))
-    save_grid(x[:100, 0], out / "samples.png", f"NCSN samples (epoch {epoch}, eps={args.eps:g}, "
+    save_grid(x[:100, 0], out / "samples.png", f"NCSN samples (epoch {epoch}, ε={args.eps:g}, "
               f"T={args.T})")
     save_levels(trace, x[:5], sigmas, out / "langevin_levels.png")
     print(f"wrote {out}/samples.png, samples.npy, langevin_levels.png"
-          + ("" if args.sample_only else ", loss.png, checkpoint.pt"))
+          + ("" if not training else ", loss.png, checkpoint.pt"))
 
 
 def main(argv=None):
