@@ -136,11 +136,11 @@ def train(mix, sigmas, steps, batch=256, lr=1e-2):
 
 # ----------------------------------------------------------------------------- sampler
 @torch.no_grad()
-def langevin(score, x, sigma, eps, T):
-    """Plain Langevin dynamics at one noise level σ: T steps of x <- x + (ε/2) s_θ(x, σ) + √ε z."""
+def langevin(score, x, sigma, alpha, T):
+    """Plain Langevin dynamics at one noise level σ: T steps of x <- x + (α/2) s_θ(x, σ) + √α z."""
     s = torch.full((x.shape[0],), float(sigma), device=x.device)
     for _ in range(T):
-        x = x + eps / 2 * score(x, s) + math.sqrt(eps) * torch.randn_like(x)
+        x = x + alpha / 2 * score(x, s) + math.sqrt(alpha) * torch.randn_like(x)
     return x
 
 
@@ -304,7 +304,10 @@ def main(argv=None):
     device = "cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu"
     torch.set_num_threads(1)  # tiny tensors: no per-op thread hand-off, no busy neighbour core (>10x faster here)
     torch.manual_seed(a.seed)
-    os.makedirs(a.out, exist_ok=True)
+    try:
+        os.makedirs(a.out, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"langevin_compare.py: error: cannot create output directory {a.out}: {e.strerror}")
 
     mix = toy_mixture(a.weight, a.distance, device)
     sigmas = get_sigmas(a.sigma_1, a.sigma_L, a.L).to(device)

@@ -174,12 +174,12 @@ class UNet(nn.Module):
         return out / sigma[:, None, None, None]
 
 
-# ----------------------------------------------------------------------------- loss
 def get_sigmas(sigma_1, sigma_L, L):
     """The paper's noise levels: a geometric sequence σ_1 > ... > σ_L (Section 4.1)."""
     return torch.exp(torch.linspace(math.log(sigma_1), math.log(sigma_L), L))
 
 
+# ----------------------------------------------------------------------------- loss
 def dsm_loss(score, x, sigmas):
     """Eq. (5)-(6) with λ(σ) = σ²: mean of ½ ‖σ s_θ(x + σz, σ) + z‖², one random σ_i per example."""
     sigma = sigmas[torch.randint(len(sigmas), (x.shape[0],), device=x.device)]

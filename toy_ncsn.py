@@ -121,7 +121,6 @@ LOG_PROBS = {"heart": heart_log_prob, "split_normal": split_normal_log_prob, "mi
 
 
 # ----------------------------------------------------------------------------- model
-
 class ScoreNet(nn.Module):
     """s_θ(x, σ): an MLP on (x, log σ) with SiLU activations, its output divided by σ."""
 
@@ -149,7 +148,6 @@ def get_sigmas(sigma_1, sigma_L, L):
 
 
 # ----------------------------------------------------------------------------- loss
-
 def dsm_loss(score, x, sigmas):
     """Eq. (5)-(6) with λ(σ) = σ²: mean of ½ ‖σ s_θ(x + σz, σ) + z‖², one random σ per example.
 
@@ -193,7 +191,6 @@ def train(model, data, sigmas, steps, batch_size=512, lr=2e-3, ema_decay=0.999, 
 
 
 # ----------------------------------------------------------------------------- sampler
-
 def sigma_like(x, sigma):
     """σ once per point of x: the form the network takes."""
     return torch.full((len(x),), sigma, device=x.device)
@@ -263,7 +260,6 @@ def probability_flow_ode(score, x, sigmas, heun=True, denoise=True):
 
 
 # ----------------------------------------------------------------------------- figures
-
 def mean_distance(a, b, chunk=1000):
     """Mean of ‖a_i - b_j‖ over all pairs, a few rows at a time (10,000² distances at once would not fit)."""
     return sum(torch.cdist(a_part, b).sum().item() for a_part in a.split(chunk)) / (len(a) * len(b))
@@ -395,7 +391,6 @@ def save_gif(path, dist, trace, levels, data, lim, sampler):
 
 
 # ----------------------------------------------------------------------------- main
-
 SAMPLER_N = {"sde": 1000, "ode": 50}  # default number of σ's for --N, chosen by measurement (README)
 
 

@@ -93,8 +93,10 @@ def run_cli(*args, cwd):
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("args", [["--weight", "1.5"], ["--sigma-L", "30"], ["--ald-eps", "1"]])
+@pytest.mark.parametrize("args", [["--weight", "1.5"], ["--sigma-L", "30"], ["--ald-eps", "1"],
+                                  ["--exact-only", "--out", "setup.cfg/out"]])  # --out under a file
 def test_cli_bad_input_one_line_error(args, tmp_path):
+    (tmp_path / "setup.cfg").write_text("a file, not a folder")
     r = run_cli(*args, cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "error:" in r.stderr.strip().splitlines()[-1]
