@@ -6,7 +6,8 @@
 For each distribution and seed it trains toy_ncsn.py's default model once (`python toy_ncsn.py --dist D
 --seed S`), then samples it with annealed Langevin dynamics (T steps on each of 10 levels), the reverse
 SDE (N steps), the reverse SDE with one Langevin corrector step after each predictor step, and the
-probability-flow ODE (Heun, N σ's), at several budgets, through toy_ncsn.sample as the script does. Quality is the energy distance to 10,000 fresh
+probability-flow ODE (Heun, N σ's), at several budgets,
+through toy_ncsn.sample as the script does. Quality is the energy distance to 10,000 fresh
 real points over the noise floor (1x = as close as real data), plus the (5,5) share for the mixture.
 It prints the median and worst over the seeds and draws the medians with samples of each sampler.
 """
@@ -72,7 +73,7 @@ def main():
               f"{max(ratios):6.2f}x  {share}", flush=True)
 
     shown = {"ald": 100, "sde": 1000, "ode": 50}  # the script's defaults
-    fig, axes = plt.subplots(len(args.dists), 4, figsize=(17, 4.2 * len(args.dists)), squeeze=False)
+    fig, axes = plt.subplots(len(args.dists), 4, figsize=(14, 3.6 * len(args.dists)), squeeze=False)
     for row, dist in zip(axes, args.dists):
         for name, (label, _, budgets) in SWEEP.items():
             rows = [results[dist, name, b] for b in budgets]
@@ -87,7 +88,7 @@ def main():
             ratio, share, nfe, x = results[dist, name, budget][0]
             ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.4)
             ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red", alpha=0.4)
-            extra = f", (5,5) share {share:.2f}" if dist == "mixture" else ""
+            extra = f"\n(5,5) share {share:.2f}" if dist == "mixture" else ""
             toy.frame(ax, lim, f"{name}, {nfe} evaluations: {ratio:.2f}x{extra}")
     fig.suptitle("The same network sampled three ways (red: samples of seed "
                  f"{args.seeds[0]}, blue: data)")

@@ -60,7 +60,7 @@ def test_perturbed_score_at_sigma_zero_is_the_data_score():
 def test_exact_scores_ald_recovers_weights_plain_langevin_does_not():
     mix, x0 = toy_mixture(0.8, 5.0), start_points(1280)
     x_ald, _ = anneal_langevin(mix.score, x0, default_sigmas(), eps=0.005, T=100, denoise=False)
-    x_plain = langevin(mix.score, x0, 0.0, eps=0.1, T=1000)
+    x_plain = langevin(mix.score, x0, 0.0, alpha=0.1, T=1000)
     assert abs(mode_share(x_ald)[0] - 0.8) <= 0.03
     assert abs(mode_share(x_plain)[0] - 0.8) > 0.15
     # ALD's samples match the data: mode means (+-5, +-5), unit variance per coordinate around them.
@@ -74,7 +74,7 @@ def test_both_samplers_on_a_single_gaussian():
     mu, var = torch.tensor([1.0, -2.0]), 2.25
     gauss = Mixture(mu[None], torch.tensor([1.0]), var)
     x0 = start_points(4000, seed=2)
-    for x in [langevin(gauss.score, x0, 0.0, eps=0.1, T=1000),
+    for x in [langevin(gauss.score, x0, 0.0, alpha=0.1, T=1000),
               anneal_langevin(gauss.score, x0, default_sigmas(), eps=0.005, T=100, denoise=False)[0]]:
         torch.testing.assert_close(x.mean(0), mu, atol=0.1, rtol=0)
         torch.testing.assert_close(x.var(0), torch.full((2,), var), atol=0.2, rtol=0)
