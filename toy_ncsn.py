@@ -399,7 +399,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a 2D NCSN with denoising score matching, then sample it by "
                                 "annealed Langevin dynamics, the reverse SDE or the probability-flow ODE.")
     p.add_argument("--dist", default="heart", choices=list(DISTS), help="toy distribution (default: heart)")
-    p.add_argument("--steps", type=int, default=4000, help="training steps (default: 4000)")
+    p.add_argument("--steps", type=int, default=3500, help="training steps (default: 3500)")
     p.add_argument("--batch-size", type=int, default=512, help="examples per training step (default: 512)")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, decaying linearly to 0 (default: 2e-3)")
     p.add_argument("--ema-decay", type=float, default=0.999,
