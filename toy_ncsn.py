@@ -434,7 +434,7 @@ def parse_args(argv=None):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.T < (1 if args.sampler == "ald" else 0):
-        p.error(f"--T must be positive, got {args.T}")
+        p.error(f"--T must be at least {1 if args.sampler == 'ald' else 0} for --sampler {args.sampler}, got {args.T}")
     for name in ["lr", "sigma_L", "eps", "plot_sigma"] + (["sigma_1"] if args.sigma_1 is not None else []):
         if not 0 < getattr(args, name) < math.inf:
             p.error(f"--{name.replace('_', '-')} must be a positive finite number, got {getattr(args, name)}")
