@@ -246,6 +246,7 @@ def make_gif(trace, sigmas, mix, lim, path):
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="x", ylabel="y", aspect="equal")
 
     def frame(i):
+        """Move the dots to the samples after level i."""
         dots.set_offsets(trace[i].cpu().numpy())
         ax.set_title(rf"ALD, exact scores: level {i + 1}, $\sigma$={sigmas[i]:.2g}")
 

@@ -383,6 +383,7 @@ def save_gif(path, dist, trace, levels, data, lim, sampler):
     dots = ax.scatter(*trace[0].cpu().numpy().T, s=2, c="tab:red")
 
     def update(k):
+        """Move the dots to the k-th picked level."""
         dots.set_offsets(trace[picks[k]].cpu().numpy())
         frame(ax, lim, f"{dist}: {sampler}, σ = {levels[picks[k]]:.3g}")
 
