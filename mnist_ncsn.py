@@ -56,26 +56,21 @@ def download_mnist(data_dir, mirrors=MIRRORS, check_md5=True):
     """Fetch the missing MNIST files from the first mirror that serves them; write atomically."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    for name, md5 in FILES.items():
-        path = data_dir / name
-        if path.exists():
-            continue
+    for name in [name for name in FILES if not (data_dir / name).exists()]:
         problems = []
-        for mirror in mirrors:
-            url = mirror.rstrip("/") + "/" + name
+        for url in [mirror.rstrip("/") + "/" + name for mirror in mirrors]:
             try:
                 with urllib.request.urlopen(url, timeout=30) as response:
                     blob = response.read()
-            except (OSError, ValueError) as e:  # URLError is an OSError; ValueError: bad URL
+                if check_md5 and hashlib.md5(blob).hexdigest() != FILES[name]:
+                    raise ValueError("MD5 mismatch")
+            except (OSError, ValueError) as e:  # URLError is an OSError; ValueError: bad URL, MD5
                 problems.append(f"{url}: {e}")
-                continue
-            if check_md5 and hashlib.md5(blob).hexdigest() != md5:
-                problems.append(f"{url}: MD5 mismatch")
                 continue
             fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=name, suffix=".part")
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
-            os.replace(tmp, path)  # a half-written file never carries the final name
+            os.replace(tmp, data_dir / name)  # a half-written file never carries the final name
             print(f"downloaded {url}")
             break
         else:
@@ -102,8 +97,14 @@ def read_idx(path, magic):
     return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
 
 
-def load_mnist(data_dir, split="train"):
-    """Images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64; N comes from the header."""
+def load_mnist(data_dir, split="train", download=False, mirror=None):
+    """Images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64; N comes from the header.
+    With download, missing files are fetched first (from mirror, without MD5 check, if given)."""
+    if download:
+        try:
+            download_mnist(data_dir, [mirror] if mirror else MIRRORS, check_md5=mirror is None)
+        except OSError as e:  # e.g. the data folder cannot be created or written
+            raise UserError(f"cannot write MNIST into {data_dir} ({e})") from None
     prefix = "train" if split == "train" else "t10k"
     images = read_idx(Path(data_dir) / f"{prefix}-images-idx3-ubyte.gz", 2051)
     labels = read_idx(Path(data_dir) / f"{prefix}-labels-idx1-ubyte.gz", 2049)
@@ -143,10 +144,8 @@ class ResBlock(nn.Module):
 
 class UNet(nn.Module):
     """Noise conditional U-Net, 28 -> 14 -> 7 and back, returning s_θ(x, σ) ≈ ∇ₓ log p_σ(x).
-
     Unlike the paper's RefineNet (deeper, dilated convs, conditional instance norm per σ), it is
-    a small U-Net conditioned on log σ through an embedding, with its output divided by σ.
-    """
+    a small U-Net conditioned on log σ through an embedding, with its output divided by σ."""
 
     def __init__(self, width=64):
         super().__init__()
@@ -183,8 +182,7 @@ def get_sigmas(sigma_1, sigma_L, L):
 def dsm_loss(score, x, sigmas):
     """Eq. (5)-(6) with λ(σ) = σ²: mean of ½ ‖σ s_θ(x + σz, σ) + z‖², one random σ_i per example."""
     sigma = sigmas[torch.randint(len(sigmas), (x.shape[0],), device=x.device)]
-    s = sigma[:, None, None, None]
-    z = torch.randn_like(x)
+    s, z = sigma[:, None, None, None], torch.randn_like(x)
     return 0.5 * (s * score(x + s * z, sigma) + z).square().flatten(1).sum(1).mean()
 
 
@@ -192,15 +190,14 @@ def train(model, ema, opt, data, sigmas, args, start_epoch, losses, ckpt_path):
     """Adam on dsm_loss (eq. (6)) with an EMA of the weights; a checkpoint after every epoch."""
     device = data.device
     amp = device.type == "cuda" and args.compile  # measured: eager bf16 is slower (more casts)
-    # CUDA graphs (reduce-overhead) replay the whole forward/backward with one launch each: at
-    # batch 128 this small net is bound by kernel launches, not arithmetic. The batch size is fixed
-    # (the last partial batch is dropped), so dynamic=False.
+    # CUDA graphs (reduce-overhead) replay forward and backward with one launch each: this small
+    # net is bound by kernel launches. Batches have one size (the last partial one is dropped).
     mode = "reduce-overhead" if device.type == "cuda" else "default"
     fwd = torch.compile(model, mode=mode, dynamic=False) if args.compile else model
     params, ema_params = list(model.parameters()), list(ema.parameters())
     batch = min(args.batch_size, len(data))
     steps = len(data) // batch
-    step, t_run, images_run = start_epoch * steps, None, 0
+    step, t_run = start_epoch * steps, None
     for epoch in range(start_epoch + 1, args.epochs + 1):
         torch.manual_seed(args.seed + epoch)  # so a resumed run repeats an uninterrupted one
         perm = torch.randperm(len(data), device=device)
@@ -216,12 +213,12 @@ def train(model, ema, opt, data, sigmas, args, start_epoch, losses, ckpt_path):
             decay = min(args.ema_decay, (1 + step) / (10 + step))
             torch._foreach_lerp_(ema_params, params, 1 - decay)
             total += loss.detach()  # no .item() here: it would wait for the GPU every step
-            step, images_run = step + 1, images_run + batch
+            step += 1
             if t_run is None:  # rates count from the end of the first step, after compilation
-                t_run, images_run = time.time(), 0
+                t_run, step_run = time.time(), step
             elif time.time() - t_print > 15 and i < steps - 1:
-                t_print, rate = time.time(), images_run / (time.time() - t_run)
-                left = ((args.epochs - epoch + 1) * steps - i - 1) * batch / rate
+                t_print, rate = time.time(), (step - step_run) * batch / (time.time() - t_run)
+                left = (args.epochs * steps - step) * batch / rate
                 print(f"  epoch {epoch} step {i + 1:>5}/{steps} | loss {loss.item():.4f} | "
                       f"{rate:,.0f} img/s | {left:.0f} s left", flush=True)
         mean = total.item() / steps
@@ -233,10 +230,10 @@ def train(model, ema, opt, data, sigmas, args, start_epoch, losses, ckpt_path):
                         opt=opt.state_dict(), epoch=epoch, sigmas=sigmas.cpu(), losses=losses,
                         args=vars(args))
         now = time.time()
-        rate = images_run / (now - t_run) if images_run else steps * batch / (now - t_epoch)
-        print(f"epoch {epoch:>3}/{args.epochs} | loss {mean:.4f} | "
-              f"{steps * batch / (now - t_epoch):,.0f} img/s | "
-              f"{(args.epochs - epoch) * steps * batch / rate:.0f} s left", flush=True)
+        epoch_rate = steps * batch / (now - t_epoch)
+        rate = (step - step_run) * batch / (now - t_run) if step > step_run else epoch_rate
+        print(f"epoch {epoch:>3}/{args.epochs} | loss {mean:.4f} | {epoch_rate:,.0f} img/s | "
+              f"{(args.epochs * steps - step) * batch / rate:.0f} s left", flush=True)
 
 
 def save_checkpoint(path, **state):
@@ -246,20 +243,17 @@ def save_checkpoint(path, **state):
     os.replace(tmp, path)
 
 
-def read_checkpoint(path):
-    """The saved dict, or a UserError for anything unreadable (missing, truncated, not ours)."""
+def load_checkpoint(path, model=None, ema=None, sigmas=None, opt=None):
+    """The saved dict; given a model, restore model, EMA (and optimiser) from it. A UserError for
+    an unreadable file (missing, truncated, not ours), another architecture or σ schedule."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or not {"model", "ema", "sigmas", "args"} <= ckpt.keys():
         raise UserError(f"{path}: not a readable checkpoint (not written by mnist_ncsn.py)")
-    return ckpt
-
-
-def load_checkpoint(path, model, ema, sigmas, opt=None):
-    """Restore model, EMA (and optimiser); refuse another architecture or σ schedule."""
-    ckpt = read_checkpoint(path)
+    if model is None:  # run() only wants the saved flags, before it builds the model
+        return ckpt
     saved_sigmas, width = ckpt["sigmas"], ckpt["args"]["width"]
     if width != model.width:
         raise UserError(f"{path}: made with --width {width}, this run uses --width {model.width}")
@@ -280,11 +274,9 @@ def load_checkpoint(path, model, ema, sigmas, opt=None):
 # ----------------------------------------------------------------------------- sampler
 @torch.no_grad()
 def langevin(score, x, sigma, alpha, T, keep=None):
-    """T Langevin steps at one noise level: x <- x + (α/2) s_θ(x, σ) + √α z, z ~ N(0, I).
-
-    The inner loop of Algorithms 1 and 2. keep = (m, y): after every step the pixels where the
-    mask m is True are reset to y (Algorithm 2, line 9); the others move by Langevin only.
-    """
+    """T Langevin steps at one noise level: x <- x + (α/2) s_θ(x, σ) + √α z, z ~ N(0, I), the
+    inner loop of Algorithms 1 and 2. keep = (m, y): after every step the pixels where the mask m
+    is True are reset to y (Algorithm 2, line 9); the others move by Langevin only."""
     sigma_n = sigma.expand(len(x))
     for _ in range(T):
         x = x + alpha / 2 * score(x, sigma_n) + alpha.sqrt() * torch.randn_like(x)
@@ -296,12 +288,10 @@ def langevin(score, x, sigma, alpha, T, keep=None):
 @torch.no_grad()
 def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
     """Annealed Langevin dynamics, Algorithm 1: T steps x <- x + (α_i/2) s_θ(x, σ_i) + √α_i z per
-    level, α_i = ε σ_i²/σ_L².
-
-    The official code's step_lr is α/2 in this form (x <- x + step_lr s + √(2 step_lr) z), so its
-    step_lr = 2e-5 is ε = 4e-5 here. With denoise, a last step x + σ_L² s_θ(x, σ_L) removes the
-    remaining noise (Tweedie). Returns x and trace, the L states at the end of each level.
-    """
+    level, α_i = ε σ_i²/σ_L². The official code's step_lr is α/2 in this form (x <- x + step_lr s
+    + √(2 step_lr) z), so its step_lr = 2e-5 is ε = 4e-5 here. With denoise, a last step
+    x + σ_L² s_θ(x, σ_L) removes the remaining noise (Tweedie). Returns x and trace, the L states
+    at the end of each level."""
     trace = []
     for sigma in sigmas:
         x = langevin(score, x, sigma, eps * (sigma / sigmas[-1]) ** 2, T)
@@ -314,13 +304,10 @@ def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
 @torch.no_grad()
 def anneal_langevin_inpaint(score, x, y, mask, sigmas, eps, T, denoise=True):
     """Inpainting with annealed Langevin dynamics, the paper's Algorithm 2 (Section 5, Fig. 6).
-
-    The known pixels (mask True) of the image y are held at y + σ_i z, a sample of the data
-    perturbed to level i (z drawn once per level, as in the paper); the hidden ones follow
-    Algorithm 1's steps, α_i = ε σ_i²/σ_L², and so sample p_σ_i(hidden | known). After the
-    optional denoising step the known pixels are set to y exactly. Returns x and the L states
-    at the end of each level, as anneal_langevin.
-    """
+    The known pixels (mask True) of y are held at y + σ_i z, a sample of the data perturbed to
+    level i (z drawn once per level, as in the paper); the hidden ones follow Algorithm 1's steps,
+    α_i = ε σ_i²/σ_L², and so sample p_σ_i(hidden | known). After the optional denoising step the
+    known pixels are set to y exactly. Returns x and trace, as anneal_langevin."""
     trace = []
     for sigma in sigmas:
         y_sigma = y + sigma * torch.randn_like(y)  # the known pixels, as noisy as this level's data
@@ -333,24 +320,18 @@ def anneal_langevin_inpaint(score, x, y, mask, sigmas, eps, T, denoise=True):
 
 
 def with_progress(score, n_levels, T, every=15.0):
-    """Wrap a score network so that the sampler prints its level, img/s and time left.
-
-    A Langevin sampler calls the network T times per level: counting those calls is enough to
-    know where it is, without changing the samplers (the functions one pastes into notes).
-    """
-    total, state = n_levels * T, {"calls": 0, "t0": time.time(), "t_print": time.time()}
+    """Wrap a score network so that the sampler prints its level, img/s and time left: counting
+    calls (T per level) says where it is, so the samplers one pastes into notes stay clean."""
+    total, calls, t0, t_print = n_levels * T, 0, time.time(), time.time()
 
     def wrapped(x, sigma):
         """score(x, sigma), and every `every` seconds one progress line."""
-        out = score(x, sigma)
-        state["calls"] += 1
-        now, done = time.time(), state["calls"]
-        if now - state["t_print"] > every and done < total:
-            rate = done * len(x) / (now - state["t0"])
-            print(f"  level {(done - 1) // T + 1}/{n_levels} (σ = {sigma[0].item():.3g})"
-                  f" | {rate:,.0f} img/s | {(total - done) * len(x) / rate:.0f} s left",
-                  flush=True)
-            state["t_print"] = now
+        nonlocal calls, t_print
+        out, calls, now = score(x, sigma), calls + 1, time.time()
+        if now - t_print > every and calls < total:
+            t_print, rate = now, calls * len(x) / (now - t0)
+            print(f"  level {(calls - 1) // T + 1}/{n_levels} (σ = {sigma[0].item():.3g}) | "
+                  f"{rate:,.0f} img/s | {(total - calls) * len(x) / rate:.0f} s left", flush=True)
         return out
     return wrapped
 
@@ -358,8 +339,7 @@ def with_progress(score, n_levels, T, every=15.0):
 # ----------------------------------------------------------------------------- figures
 def tile(images, ncols):
     """Images (n, 28, 28) in [0, 1] -> one mosaic array, row-major, with 2-pixel gaps."""
-    n = len(images)
-    rows = math.ceil(n / ncols)
+    rows = math.ceil(len(images) / ncols)
     mosaic = np.full((rows * 30 + 2, ncols * 30 + 2), 0.5, dtype=np.float32)
     for k, img in enumerate(images):
         r, c = divmod(k, ncols)
@@ -374,29 +354,25 @@ def save(fig, path):
     plt.close(fig)
 
 
-def save_grid(images, path, title):
-    """A square grid of samples (10 x 10 for 100 images)."""
-    ncols = math.ceil(math.sqrt(len(images)))
+def save_samples(x, trace, sigmas, out, title):
+    """samples.png: a square grid of up to 100 samples x (n, 1, 28, 28); langevin_levels.png: the
+    first five (rows) at the end of each noise level of Algorithm 1 and denoised (columns)."""
+    grid = x[:100, 0].clamp(0, 1)
     fig, ax = plt.subplots(figsize=(5, 5.3))
-    ax.imshow(tile(images.clamp(0, 1).numpy(), ncols), cmap="gray", vmin=0, vmax=1)
+    ax.imshow(tile(grid.numpy(), math.ceil(math.sqrt(len(grid)))), cmap="gray", vmin=0, vmax=1)
     ax.set_title(title, fontsize=9)
     ax.axis("off")
-    save(fig, path)
-
-
-def save_levels(trace, final, sigmas, path):
-    """A few samples (rows) at the end of each noise level of Algorithm 1 (columns)."""
-    columns = [t[:len(final)] for t in trace] + [final]
+    save(fig, out / "samples.png")
+    columns = [t[:5] for t in trace] + [x[:5]]
     stacked = torch.stack([c[:, 0].clamp(0, 1).float().cpu() for c in columns], 1)  # (rows, cols)
     ncols = len(columns)
-    fig, ax = plt.subplots(figsize=(0.55 * ncols + 1, 0.55 * len(final) + 1.2))
+    fig, ax = plt.subplots(figsize=(0.55 * ncols + 1, 0.55 * len(stacked) + 1.2))
     ax.imshow(tile(stacked.flatten(0, 1).numpy(), ncols), cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([16 + 30 * j for j in range(ncols)],
                   [f"{s:.2g}" for s in sigmas.tolist()] + ["denoised"], fontsize=7, rotation=45)
-    ax.set_yticks([])
-    ax.set(xlabel="noise level σ_i (state after its T steps)", ylabel="sample",
+    ax.set(yticks=[], xlabel="noise level σ_i (state after its T steps)", ylabel="sample",
            title="Annealed Langevin dynamics, Algorithm 1")
-    save(fig, path)
+    save(fig, out / "langevin_levels.png")
 
 
 def save_inpaint(originals, mask, completions, region, path):
@@ -438,48 +414,42 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="NCSN (Song & Ermon 2019) on MNIST: train a noise "
                                 "conditional U-Net with DSM, sample with annealed Langevin "
                                 "dynamics, inpaint.")
-    p.add_argument("--data-dir", default="data/mnist", help="folder with the four MNIST .gz files, "
-                   "downloaded there when missing; without network, point it at your copy "
-                   "(default: data/mnist)")
-    p.add_argument("--mirror", help="download from this URL prefix instead of the public mirrors "
-                   "(skips the MD5 check)")
-    p.add_argument("--out", default="out/mnist", help="output folder (default: out/mnist)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto = CUDA when present (default: auto)")
-    p.add_argument("--preset", choices=["auto", "cpu", "gpu"], default="auto",
-                   help="defaults for the flags below: gpu = the full run, cpu = sized for a "
-                   "2-core CPU; auto = gpu on CUDA, else cpu (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add = p.add_argument
+    add("--data-dir", default="data/mnist", help="folder with the four MNIST .gz files, downloaded "
+        "there when missing; without network, point it at your copy (default: data/mnist)")
+    add("--mirror", help="download from this URL prefix, not the public mirrors (no MD5 check)")
+    add("--out", default="out/mnist", help="output folder (default: out/mnist)")
+    add("--device", choices=["auto", "cpu", "cuda"], default="auto",
+        help="auto = CUDA when present (default: auto)")
+    add("--preset", choices=["auto", "cpu", "gpu"], default="auto", help="defaults of the flags "
+        "below; gpu: full run, cpu: sized for a 2-core CPU, auto (default): gpu on CUDA, else cpu")
+    add("--seed", type=int, default=0, help="random seed (default: 0)")
     g, c = PRESETS["gpu"], PRESETS["cpu"]
-    for flag, kind, text in [
-            ("epochs", int, "training epochs"), ("batch_size", int, "images per step"),
-            ("lr", float, "Adam learning rate"), ("ema_decay", float, "EMA decay of the weights"),
-            ("train_size", int, "train on the first N images only"),
-            ("width", int, "U-Net channels, a multiple of 8"),
-            ("sigma_1", float, "largest noise level σ_1"), ("sigma_L", float,
-                                                             "smallest noise level σ_L"),
-            ("L", int, "number of noise levels L"), ("T", int, "Langevin steps per noise level"),
-            ("eps", float, "Langevin step size ε of Algorithm 1, α_i = ε σ_i²/σ_L²")]:
-        default = f"{g[flag]:g}" if g[flag] == c[flag] else f"{g[flag]:g} with --preset gpu, " \
-            f"{c[flag]:g} with cpu"
-        p.add_argument("--" + flag.replace("_", "-"), type=kind, help=f"{text} (default: "
-                       f"{default}; the checkpoint's when one is read)")
-    p.add_argument("--no-denoise", action="store_true", help="skip the final step x + σ_L² s_θ")
-    p.add_argument("--n-samples", type=int, default=100, help="images to sample (default: 100)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the training step "
-                   "(on CUDA: CUDA graphs, bf16 autocast, channels_last)")
-    p.add_argument("--resume", action="store_true", help="continue training up to --epochs from "
-                   "a checkpoint (--ckpt, else OUT/checkpoint.pt)")
-    p.add_argument("--sample-only", action="store_true", help="sample from --ckpt, no training")
-    p.add_argument("--ckpt", help="checkpoint to read (default: OUT/checkpoint.pt)")
-    p.add_argument("--inpaint", choices=MASKS, help="hide this part of test digits and complete "
-                   "them with Algorithm 2 from the checkpoint's EMA model; no training")
-    p.add_argument("--n-inpaint", type=int, default=10, help="test digits to inpaint (default: 10)")
-    p.add_argument("--n-completions", type=int, default=6, help="completions per digit "
-                   "(default: 6)")
+    for flag, text in dict(
+            epochs="training epochs", batch_size="images per step", lr="Adam learning rate",
+            ema_decay="EMA decay of the weights", train_size="train on the first N images only",
+            width="U-Net channels, a multiple of 8", sigma_1="largest noise level σ_1",
+            sigma_L="smallest noise level σ_L", L="number of noise levels L",
+            T="Langevin steps per noise level",
+            eps="Langevin step size ε of Algorithm 1, α_i = ε σ_i²/σ_L²").items():
+        default = (f"{g[flag]:g}" if g[flag] == c[flag] else
+                   f"{g[flag]:g} with --preset gpu, {c[flag]:g} with cpu")
+        add("--" + flag.replace("_", "-"), type=type(g[flag]),  # int or float, as in PRESETS
+            help=f"{text} (default: {default}; the checkpoint's when one is read)")
+    add("--no-denoise", action="store_true", help="skip the final step x + σ_L² s_θ")
+    add("--n-samples", type=int, default=100, help="images to sample (default: 100)")
+    add("--compile", action="store_true", help="torch.compile the training step (on CUDA: CUDA "
+        "graphs, bf16 autocast, channels_last)")
+    add("--resume", action="store_true", help="continue training up to --epochs from a checkpoint "
+        "(--ckpt, else OUT/checkpoint.pt)")
+    add("--sample-only", action="store_true", help="sample from --ckpt, no training")
+    add("--ckpt", help="checkpoint to read (default: OUT/checkpoint.pt)")
+    add("--inpaint", choices=MASKS, help="hide this part of test digits and complete them with "
+        "Algorithm 2 from the checkpoint's EMA model; no training")
+    add("--n-inpaint", type=int, default=10, help="test digits to inpaint (default: 10)")
+    add("--n-completions", type=int, default=6, help="completions per digit (default: 6)")
     args = p.parse_args(argv)
-    for name in ["epochs", "batch_size", "width", "L", "T", "n_samples", "train_size",
-                 "n_inpaint", "n_completions"]:
+    for name in "epochs batch_size width L T n_samples train_size n_inpaint n_completions".split():
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.width is not None and args.width % 8:
@@ -501,22 +471,10 @@ def parse_args(argv=None):
     return args
 
 
-def get_mnist(args, split):
-    """Images and labels of one split from --data-dir, downloaded there when missing."""
-    data_dir = Path(args.data_dir)
-    if not all((data_dir / name).exists() for name in FILES):
-        try:
-            download_mnist(data_dir, [args.mirror] if args.mirror else MIRRORS,
-                           check_md5=args.mirror is None)
-        except OSError as e:  # e.g. the data folder cannot be created or written
-            raise UserError(f"cannot write MNIST into {data_dir} ({e})") from None
-    return load_mnist(data_dir, split)
-
-
 def inpaint(args, score, sigmas, device, out):
     """Hide a region of the first --n-inpaint test digits, complete each --n-completions times
     with Algorithm 2, write inpaint.npz (images in [0, 1], mask True = known) and inpaint.png."""
-    images, labels = get_mnist(args, "test")
+    images, labels = load_mnist(args.data_dir, "test", download=True, mirror=args.mirror)
     if args.n_inpaint > len(images):
         raise UserError(f"--n-inpaint {args.n_inpaint}, but {args.data_dir} holds only "
                         f"{len(images)} test images")
@@ -528,17 +486,16 @@ def inpaint(args, score, sigmas, device, out):
     x = x.clamp(0, 1).float().cpu().reshape(n, k, 28, 28)
     print(f"inpainted {n} test digits x {k} ({args.inpaint} hidden), {len(sigmas) * args.T} "
           f"Langevin steps, ε {args.eps:g}, in {time.time() - t0:.1f} s")
-    np.savez_compressed(out / "inpaint.npz", originals=images[:n, 0].numpy(),
-                        labels=labels[:n].numpy(), mask=mask[0, 0].cpu().numpy(),
-                        completions=x.numpy())
+    np.savez_compressed(out / "inpaint.npz", originals=images[:n, 0].numpy(), completions=x.numpy(),
+                        labels=labels[:n].numpy(), mask=mask[0, 0].cpu().numpy())
     save_inpaint(images[:n, 0], mask[0].cpu(), x, args.inpaint, out / "inpaint.png")
     print(f"wrote {out}/inpaint.png, inpaint.npz")
 
 
 def run(args):
     """Train (or load) the model, then sample, or inpaint, and write every output."""
-    dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(dev)
+    device = args.device if args.device != "auto" else (
+        "cuda" if torch.cuda.is_available() else "cpu")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -547,11 +504,11 @@ def run(args):
         raise UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
     ckpt_path = Path(args.ckpt) if args.ckpt else out / "checkpoint.pt"
     training = not (args.sample_only or args.inpaint)
-    saved = read_checkpoint(ckpt_path)["args"] if not training or args.resume else {}
+    saved = load_checkpoint(ckpt_path)["args"] if not training or args.resume else {}
     for name, value in PRESETS[args.preset].items():  # flags given > checkpoint > preset
         if getattr(args, name) is None:
             setattr(args, name, saved[name] if saved.get(name) is not None else value)
-    if training and dev == "cpu":  # say at once what the user is in for
+    if training and device == "cpu":  # say at once what the user is in for
         print(f"--preset cpu: a CPU-sized run (width {args.width}, {args.epochs} epochs of "
               f"{args.train_size:,} images, T={args.T}), about 10 min on 2 cores; --preset gpu "
               f"is the full run, about 3 h on 2 cores" if args.preset == "cpu" else
@@ -560,10 +517,10 @@ def run(args):
     torch.manual_seed(args.seed)
     sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.L).to(device)
     model = UNet(args.width).to(device)
-    if dev == "cuda" and args.compile:  # compiled: bf16 + NHWC; eager float32 measured faster
+    if device == "cuda" and args.compile:  # compiled: bf16 + NHWC; eager float32 measured faster
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=dev == "cuda")
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device == "cuda")
     print(f"UNet(width={args.width}): {sum(p.numel() for p in model.parameters()):,} parameters | "
           f"{device} | L={len(sigmas)} σ's {args.sigma_1:g} .. {args.sigma_L:g}")
     epoch, losses = 0, []
@@ -572,13 +529,14 @@ def run(args):
         epoch, losses = ckpt["epoch"], ckpt["losses"]
         print(f"loaded {ckpt_path} (epoch {epoch})")
     if training:
-        data = get_mnist(args, "train")[0][:args.train_size].to(device)
+        images = load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0]
+        data = images[:args.train_size].to(device)
         print(f"training on {len(data):,} images from {args.data_dir}, "
               f"epochs {epoch + 1}..{args.epochs}")
         t0 = time.time()
         train(model, ema, opt, data, sigmas, args, epoch, losses, out / "checkpoint.pt")
         print(f"training took {time.time() - t0:.1f} s" + (f", peak GPU memory "
-              f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if dev == "cuda" else ""))
+              f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device == "cuda" else ""))
         epoch = max(epoch, args.epochs)
         save_loss(losses, out / "loss.png")
     score = with_progress(ema, len(sigmas), args.T)
@@ -592,18 +550,15 @@ def run(args):
     print(f"sampled {args.n_samples} images, {len(sigmas) * args.T} Langevin steps, "
           f"ε {args.eps:g}, in {time.time() - t0:.1f} s")
     np.save(out / "samples.npy", x[:, 0].numpy().astype(np.float32))
-    save_grid(x[:100, 0], out / "samples.png", f"NCSN samples (epoch {epoch}, ε={args.eps:g}, "
-              f"T={args.T})")
-    save_levels(trace, x[:5], sigmas, out / "langevin_levels.png")
+    save_samples(x, trace, sigmas, out, f"NCSN samples (epoch {epoch}, ε={args.eps:g}, T={args.T})")
     print(f"wrote {out}/samples.png, samples.npy, langevin_levels.png"
           + ("" if not training else ", loss.png, checkpoint.pt"))
 
 
 def main(argv=None):
     """Entry point: every runtime problem becomes one line on stderr and a non-zero exit."""
-    args = parse_args(argv)
     try:
-        run(args)
+        run(parse_args(argv))  # parse_args itself exits with its own one-line errors
     except UserError as e:
         sys.exit(f"mnist_ncsn.py: error: {e}")
 
