@@ -111,8 +111,8 @@ def test_short_training_learns_a_gaussian_score_near_the_data():
     sigmas = toy.get_sigmas(4.0, 0.05, 6)
     model, losses = toy.train(toy.ScoreNet(64, data.mean(0), data.std().item()), data, sigmas, steps=1500,
                               batch_size=256, log_every=1500)
-    # Standardised inputs make the first steps count: compare with the first 20 (measured 0.90 -> 0.65).
-    assert losses[-100:].mean() < losses[:20].mean() - 0.1
+    # Standardised inputs make the first steps count: compare with the first 5 (measured 0.84 -> 0.65).
+    assert losses[-100:].mean() < losses[:5].mean() - 0.1
     # Near the data (points drawn from p_σ itself) and at σ >= 0.5: at smaller σ the DSM target's
     # noise swamps σ·s, and 1500 steps learn it only to 50-100% (measured), the paper's point.
     for sigma in sigmas[:4].tolist():
@@ -279,6 +279,6 @@ def test_a_short_run_of_the_default_recipe_keeps_its_measured_quality():
     model, _ = toy.train(toy.ScoreNet(128, data.mean(0), data.std().item()), data, sigmas, 800, log_every=800)
     x, _ = toy.anneal_langevin(model, (2 * torch.rand(1000, 2) - 1) * data.abs().max(), sigmas, eps=5e-5, T=30)
     ratio = toy.energy_distance(x.double(), ref) / toy.energy_floor(ref, 1000)
-    # Measured over seeds 0-2: 1.9x-4.3x the floor; with softplus units and raw inputs (the earlier
+    # Measured over seeds 0-2: 2.2x-5.6x the floor; with softplus units and raw inputs (the earlier
     # recipe) the same run gives 9.5x-11.2x. A regression of the network or the loss lands above 7x.
     assert ratio < 7, ratio
