@@ -405,7 +405,7 @@ PRESETS = {
     "gpu": dict(epochs=20, batch_size=128, lr=1e-3, ema_decay=0.999, train_size=60000, width=64,
                 sigma_1=1.0, sigma_L=0.01, L=10, T=100, eps=4e-5),
     "cpu": dict(epochs=30, batch_size=64, lr=2e-3, ema_decay=0.999, train_size=10000, width=16,
-                sigma_1=1.0, sigma_L=0.01, L=10, T=50, eps=8e-5),
+                sigma_1=1.0, sigma_L=0.01, L=10, T=50, eps=4e-5),
 }
 
 
