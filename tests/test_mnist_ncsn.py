@@ -312,7 +312,7 @@ def one_epoch(tmp_path_factory):
 
 def test_cli_writes_every_output(one_epoch):
     out, stdout = one_epoch
-    assert stdout.splitlines()[0].startswith("--preset cpu: a CPU-sized run")  # said at once
+    assert stdout.splitlines()[0].startswith("--preset cpu on the CPU (width 8")  # said at once
     assert "UNet(width=8): 26,025 parameters" in stdout
     samples = np.load(out / "samples.npy")
     assert samples.shape == (4, 28, 28) and samples.dtype == np.float32
