@@ -502,7 +502,7 @@ def run(args):
               f"{min(args.train_size, 60000):,} images, T={args.T}): roughly "
               f"{args.epochs * min(args.train_size, 60000) / rate / 60:.0f} min on 2 cores; "
               + ("--preset gpu is the full run, about 3 h here" if args.preset == "cpu" else
-                 "--preset cpu gives digits in about 9 min"), flush=True)
+                 "--preset cpu gives digits in about 7 min"), flush=True)
     torch.manual_seed(args.seed)
     sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.L).to(device)
     model = UNet(args.width).to(device)
