@@ -334,6 +334,13 @@ def with_progress(score, n_levels, T, every=15.0):
 
 
 # ----------------------------------------------------------------------------- figures
+def save(fig, path):
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def save_grid(images, ncols, path, title, xlabels=None, xlabel=None, size=0.55):
     """Write images (n, 28, 28) in [0, 1] as one tiled figure, row-major, 2-pixel gaps between
     tiles, a label under each column when given."""
@@ -348,13 +355,6 @@ def save_grid(images, ncols, path, title, xlabels=None, xlabel=None, size=0.55):
     ax.set(yticks=[], xlabel=xlabel)
     ax.set_title(title, fontsize=9)
     save(fig, path)
-
-
-def save(fig, path):
-    """Lay out, write and close a figure."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_samples(x, trace, sigmas, out, title):
