@@ -2,14 +2,18 @@
 
 Song & Ermon (2019), "Generative Modeling by Estimating Gradients of the Data Distribution",
 arXiv:1907.05600. A small MLP s_θ(x, σ) learns the score ∇ₓ log p_σ(x) of the data blurred by
-Gaussian noise of every σ from σ_L to σ_1 (denoising score matching, eq. 5-6). Three samplers of
+Gaussian noise of every σ from σ_L to σ_1 (denoising score matching, eq. 5-6). Five samplers of
 the same network then walk noise down to the data (Song et al. 2021, arXiv:2011.13456):
-  ald  annealed Langevin dynamics, Algorithm 1 of the paper (the default);
-  sde  the reverse-time variance-exploding SDE, optionally with Langevin corrector steps;
-  ode  the probability-flow ODE dx/dσ = -σ s_θ(x, σ): deterministic, and far fewer network evaluations.
+  ald   annealed Langevin dynamics, Algorithm 1 of the paper (the default);
+  sde   the reverse-time variance-exploding SDE, optionally with Langevin corrector steps;
+  ode   the probability-flow ODE dx/dσ = -σ s_θ(x, σ): deterministic, and far fewer network evaluations;
+  ddpm  DDPM's ancestral sampler (Ho et al. 2020), written in DDPM's variables: NCSN's chain, rescaled;
+  ddim  DDIM (Song, Meng & Ermon 2021): Euler's method on the probability-flow ODE.
+The same ODE gives the model's exact log-likelihood in nats (--likelihood).
 
     python toy_ncsn.py --dist heart                  # train, sample, plot into out/toy_heart/
     python toy_ncsn.py --dist mixture --sampler ode  # the paper's 1:4 mixture, sampled by the ODE
+    python toy_ncsn.py --dist heart --likelihood     # and KL(p || p_θ) in nats, density.png
     python toy_ncsn.py --dist moons --gif            # with an animation of the sampler
 
 Read top to bottom: data, model, loss, sampler, figures, main().
@@ -194,12 +198,22 @@ def train(model, data, sigmas, steps, batch_size=512, lr=2e-3, ema_decay=0.999, 
 # ----------------------------------------------------------------------------- sampler
 def sigma_like(x, sigma):
     """σ once per point of x: the form the network takes."""
-    return torch.full((len(x),), sigma, device=x.device)
+    return torch.full((len(x),), sigma, device=x.device, dtype=x.dtype)
 
 
 def tweedie(score, x, sigma):
     """E[x_0 | x] = x + σ² s_θ(x, σ), Tweedie's formula: the noise-free last step of every sampler."""
     return x + sigma**2 * score(x, sigma_like(x, sigma))
+
+
+def gaussian_prior(data, sigma_1):
+    """π = N(mean, σ_1² + var) per coordinate: p_σ1 is nearly Gaussian; the SDE, ODE and DDPM samplers start here.
+
+    The usual N(0, σ_1² I) assumes centred data: on the mixture (mean (3, 3)) it put 0.767 of the mass in
+    the (5,5) mode with exact scores, not 0.8.
+    """
+    std = (sigma_1**2 + data.var(0)).sqrt()
+    return torch.distributions.Independent(torch.distributions.Normal(data.mean(0), std), 1)
 
 
 @torch.no_grad()
@@ -258,6 +272,73 @@ def probability_flow_ode(score, x, sigmas, heun=True, denoise=True):
         trace.append(x)
     # Tweedie's step is also one Euler step of this ODE from σ_L down to 0.
     return (tweedie(score, x, levels[-1]) if denoise else x), trace
+
+
+@torch.no_grad()
+def ddpm(score, x, sigmas, denoise=True):
+    """DDPM's ancestral sampler (Ho et al. 2020, Algorithm 2) on the VE network, in DDPM's own variables.
+
+    ᾱ_i = 1/(1 + σ_i²) and x_t = √ᾱ_i x map the VE point to the VP one; ε_θ(x_t) = -σ_i s_θ(x_t/√ᾱ_i, σ_i).
+    Step: x_{t-1} = (x_t - β_t/√(1 - ᾱ_t) ε_θ)/√α_t + √β̃_t z, α_t = ᾱ_t/ᾱ_{t-1} = 1 - β_t,
+    β̃_t = β_t (1 - ᾱ_{t-1})/(1 - ᾱ_t). Start, trace (VE points) and return value as reverse_sde.
+    """
+    trace, levels = [x], sigmas.tolist()
+    for sigma, sigma_next in zip(levels, levels[1:]):
+        abar, abar_prev = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)  # ᾱ_t, ᾱ_{t-1}: t counts down
+        beta = 1 - abar / abar_prev
+        x_t = math.sqrt(abar) * x
+        eps = -sigma * score(x_t / math.sqrt(abar), sigma_like(x, sigma))
+        var = beta * (1 - abar_prev) / (1 - abar)
+        x_t = (x_t - beta / math.sqrt(1 - abar) * eps) / math.sqrt(1 - beta) + math.sqrt(var) * torch.randn_like(x)
+        x = x_t / math.sqrt(abar_prev)
+        trace.append(x)
+    # Tweedie's step is DDPM's last one, t = 1 -> 0 (ᾱ_0 = 1: no noise is added).
+    return (tweedie(score, x, levels[-1]) if denoise else x), trace
+
+
+@torch.no_grad()
+def ddim(score, x, sigmas, denoise=True):
+    """DDIM with η = 0 (Song, Meng & Ermon 2021, eq. 12) on the VE network, in DDPM's variables.
+
+    x_{t-1} = √ᾱ_{t-1} x̂_0 + √(1 - ᾱ_{t-1}) ε_θ(x_t), with x̂_0 = (x_t - √(1 - ᾱ_t) ε_θ)/√ᾱ_t: in VE
+    coordinates x <- x + σ_i (σ_i - σ_{i+1}) s_θ, Euler's step of the probability-flow ODE.
+    """
+    trace, levels = [x], sigmas.tolist()
+    for sigma, sigma_next in zip(levels, levels[1:]):
+        abar, abar_prev = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)
+        x_t = math.sqrt(abar) * x
+        eps = -sigma * score(x_t / math.sqrt(abar), sigma_like(x, sigma))
+        x0_hat = (x_t - math.sqrt(1 - abar) * eps) / math.sqrt(abar)  # = x + σ² s_θ: Tweedie's formula
+        x = (math.sqrt(abar_prev) * x0_hat + math.sqrt(1 - abar_prev) * eps) / math.sqrt(abar_prev)
+        trace.append(x)
+    return (tweedie(score, x, levels[-1]) if denoise else x), trace
+
+
+def score_and_divergence(score, x, sigma):
+    """s_θ(x, σ) and its divergence ∇·s_θ = ∂s₁/∂x₁ + ∂s₂/∂x₂, exact: one backward pass per coordinate."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        s = score(x, sigma_like(x, sigma))
+        div = sum(torch.autograd.grad(s[:, i].sum(), x, retain_graph=i == 0)[0][:, i] for i in range(2))
+    return s.detach(), div.detach()
+
+
+def log_likelihood(score, x, sigmas, prior):
+    """log p_θ(x) at σ_L, in nats, by the probability-flow ODE (Song et al. 2021, Appendix D.2).
+
+    Along dx/dσ = -σ s_θ(x, σ), d log p_σ(x(σ))/dσ = σ ∇·s_θ, so
+    log p_θ(x) = log π(x(σ_1)) - ∫ from σ_L to σ_1 of σ ∇·s_θ(x(σ), σ) dσ: Heun's method from the data up.
+    """
+    def slopes(x, sigma):
+        s, div = score_and_divergence(score, x, sigma)
+        return -sigma * s, sigma * div
+
+    levels, gain = sigmas.flip(0).tolist(), torch.zeros(len(x), device=x.device)  # σ_L up to σ_1
+    for sigma, sigma_next in zip(levels, levels[1:]):
+        h, (dx, dlog) = sigma_next - sigma, slopes(x, sigma)
+        dx_next, dlog_next = slopes(x + h * dx, sigma_next)
+        x, gain = x + h * (dx + dx_next) / 2, gain + h * (dlog + dlog_next) / 2
+    return prior.log_prob(x) - gain
 
 
 # ----------------------------------------------------------------------------- figures
@@ -375,6 +456,26 @@ def fig_score_error(path, model, data, sigma, lim):
     save(fig, path)
 
 
+def fig_density(path, dist, log_p, data, lim):
+    """The learned log-density on a grid next to the closed-form one, else the log of a histogram of the data."""
+    n = math.isqrt(len(log_p))
+    if dist in LOG_PROBS:
+        truth, title = LOG_PROBS[dist](grid(lim, n)).reshape(n, n), "closed form log p"
+    else:  # histogramdd counts on [x1 bin, x2 bin]; the images are [x2, x1]
+        hist = torch.histogramdd(data, bins=n, range=[-lim, lim, -lim, lim], density=True).hist
+        truth, title = hist.T.log(), f"log of a histogram of {len(data):,} training points"
+    images = [log_p.reshape(n, n), truth]
+    vmax = max(img[img.isfinite()].max().item() for img in images)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax, img, name in zip(axes, images, ["learned log p_θ (probability-flow ODE)", title]):
+        im = ax.imshow(img.clamp_min(vmax - 10).numpy(), extent=(-lim, lim, -lim, lim), origin="lower",
+                       cmap="viridis", vmin=vmax - 10, vmax=vmax)
+        frame(ax, lim, f"{dist}: {name}")
+    fig.colorbar(im, ax=axes, label="log density (nats), clipped 10 below the peak", shrink=0.9)
+    fig.savefig(path, dpi=80)  # no tight_layout: it fights the shared colour bar
+    plt.close(fig)
+
+
 def save_gif(path, dist, trace, levels, data, lim, sampler):
     """An animation of the sampler, one frame per level (at most 60)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
@@ -393,13 +494,14 @@ def save_gif(path, dist, trace, levels, data, lim, sampler):
 
 
 # ----------------------------------------------------------------------------- main
-SAMPLER_N = {"sde": 1000, "ode": 50}  # default number of σ's for --N, chosen by measurement (README)
+SAMPLER_N = {"sde": 1000, "ode": 50, "ddpm": 1000, "ddim": 100}  # default σ's for --N, chosen by measurement
+LIKELIHOOD_N = 200  # σ's of the likelihood ODE
 
 
 def parse_args(argv=None):
     """Command-line flags; bad values end in a one-line error."""
     p = argparse.ArgumentParser(description="Train a 2D NCSN with denoising score matching, then sample it by "
-                                "annealed Langevin dynamics, the reverse SDE or the probability-flow ODE.")
+                                "annealed Langevin dynamics, the reverse SDE, the probability-flow ODE, DDPM or DDIM.")
     p.add_argument("--dist", default="heart", choices=list(DISTS), help="toy distribution (default: heart)")
     p.add_argument("--steps", type=int, default=4000, help="training steps (default: 4000)")
     p.add_argument("--batch-size", type=int, default=512, help="examples per training step (default: 512)")
@@ -411,18 +513,21 @@ def parse_args(argv=None):
     p.add_argument("--sigma-1", type=float, default=None,
                    help="largest σ (default: the largest distance between two data points, NCSNv2 technique 1)")
     p.add_argument("--sigma-L", type=float, default=0.01, help="smallest σ (default: 0.01)")
-    p.add_argument("--sampler", default="ald", choices=["ald", "sde", "ode"],
-                   help="annealed Langevin (Algorithm 1), reverse VE SDE, or probability-flow ODE (default: ald)")
+    p.add_argument("--sampler", default="ald", choices=["ald", "sde", "ode", "ddpm", "ddim"],
+                   help="annealed Langevin (Algorithm 1), reverse VE SDE, probability-flow ODE, DDPM's ancestral "
+                   "sampler or DDIM (default: ald)")
     p.add_argument("--L", type=int, default=10, help="ald: number of noise levels (default: 10)")
     p.add_argument("--T", type=int, default=None, help="ald: Langevin steps per level; sde: Langevin corrector "
                    "steps after each step (default: 100 for ald, 0 for sde)")
     p.add_argument("--eps", type=float, default=5e-5,
                    help="Langevin step size ε, α_i = ε σ_i²/σ_L² (default: 5e-5)")
-    p.add_argument("--N", type=int, default=None, help="sde/ode: number of σ's stepped through "
-                   f"(default: {SAMPLER_N['sde']} for sde, {SAMPLER_N['ode']} for ode)")
+    p.add_argument("--N", type=int, default=None, help="sde/ode/ddpm/ddim: number of σ's stepped through "
+                   "(default: " + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
     p.add_argument("--euler", action="store_true", help="ode: Euler's method instead of Heun's")
     p.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ(x, σ_L)")
     p.add_argument("--n-samples", type=int, default=2000, help="samples to generate (default: 2000)")
+    p.add_argument("--likelihood", action="store_true", help="also the model's log-likelihood of 10,000 real "
+                   "points by the probability-flow ODE, KL(p || p_θ) where p has a closed form, and density.png")
     p.add_argument("--plot-sigma", type=float, default=0.2, help="σ of the score-error figure (default: 0.2)")
     p.add_argument("--gif", action="store_true", help="also write sampler.gif, an animation of the sampler")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed on CPU, same samples (default: 0)")
@@ -452,21 +557,39 @@ def parse_args(argv=None):
 def sample(args, model, sigma_1, data):
     """Run the chosen sampler from its noise; returns (samples, trace, the σ of each trace entry, evaluations)."""
     n, denoise, sigma_L, device = args.n_samples, not args.no_denoise, args.sigma_L, data.device
-    lim, mean, var = data.abs().max().item(), data.mean(0), data.var(0)
+    lim = data.abs().max().item()
     if args.sampler == "ald":
         sigmas = get_sigmas(sigma_1, sigma_L, args.L)
         x0 = (2 * torch.rand(n, 2, device=device) - 1) * lim  # uniform noise, as in the paper
         x, trace = anneal_langevin(model, x0, sigmas, args.eps, args.T, denoise)
         return x, trace, sigmas.tolist(), args.L * args.T + denoise
     sigmas = get_sigmas(sigma_1, sigma_L, args.N)
-    # p_σ1 is nearly Gaussian: start from its mean and variance. The usual N(0, σ_1² I) assumes centred data;
-    # on the mixture (mean (3, 3)) it put 0.767 of the mass in the (5,5) mode with exact scores, not 0.8.
-    x0 = mean + (sigma_1**2 + var).sqrt() * torch.randn(n, 2, device=device)
+    x0 = gaussian_prior(data, sigma_1).sample((n,))
     if args.sampler == "sde":
         x, trace = reverse_sde(model, x0, sigmas, args.eps, args.T, denoise)
         return x, trace, sigmas.tolist(), (args.N - 1) * (1 + args.T) + denoise
-    x, trace = probability_flow_ode(model, x0, sigmas, not args.euler, denoise)
-    return x, trace, sigmas.tolist(), (args.N - 1) * (1 if args.euler else 2) + denoise
+    if args.sampler == "ode":
+        x, trace = probability_flow_ode(model, x0, sigmas, not args.euler, denoise)
+        return x, trace, sigmas.tolist(), (args.N - 1) * (1 if args.euler else 2) + denoise
+    x, trace = {"ddpm": ddpm, "ddim": ddim}[args.sampler](model, x0, sigmas, denoise)
+    return x, trace, sigmas.tolist(), args.N - 1 + denoise
+
+
+def report_likelihood(args, model, data, sigma_1, ref, path, lim):
+    """Print the model's negative log-likelihood of the real points `ref` (and KL(p || p_θ) where p has a closed
+    form), and draw its log-density next to the truth."""
+    t0, device = time.time(), data.device
+    sigmas, prior = get_sigmas(sigma_1, args.sigma_L, LIKELIHOOD_N).to(device), gaussian_prior(data, sigma_1)
+    nll = -log_likelihood(model, ref.to(device), sigmas, prior).cpu()
+    print(f"negative log-likelihood of {len(ref):,} real points: {nll.mean():.4f} nats per point "
+          f"({LIKELIHOOD_N} σ's of the probability-flow ODE, {time.time() - t0:.1f} s)")
+    if args.dist in LOG_PROBS:
+        log_p = LOG_PROBS[args.dist](ref)
+        gap = nll + log_p  # log p - log p_θ, point by point: its mean estimates the KL, its spread the error
+        print(f"entropy of p (mean -log p): {-log_p.mean():.4f} nats | KL(p || p_θ) = {gap.mean():.4f} "
+              f"± {gap.std() / math.sqrt(len(gap)):.4f} nats (± one standard error)")
+    log_p_grid = log_likelihood(model, grid(lim, 80).to(device), sigmas, prior).cpu()
+    fig_density(path, args.dist, log_p_grid, data.cpu(), lim)
 
 
 def main(argv=None):
@@ -513,7 +636,10 @@ def main(argv=None):
     if args.dist == "mixture":
         print(f"share of samples in the (5,5) mode: {(samples.sum(1) > 0).float().mean().item():.3f} (true 0.800)")
 
-    lim, data, model = 1.15 * data.abs().quantile(0.999).item(), data[:2000].cpu().numpy(), model.cpu()
+    lim = 1.15 * data.abs().quantile(0.999).item()
+    if args.likelihood:
+        report_likelihood(args, model, data, sigma_1, ref, os.path.join(out, "density.png"), lim)
+    data, model = data[:2000].cpu().numpy(), model.cpu()
     fig_samples(os.path.join(out, "samples.png"), args.dist, data, samples.numpy(), lim, args.sampler)
     fig_levels(os.path.join(out, "levels.png"), args.dist, trace, levels, data, lim, args.sampler)
     fig_score_sigmas(os.path.join(out, "score_sigmas.png"), args.dist, model, sigmas.cpu(), data, lim)
