@@ -1,13 +1,52 @@
-"""Tests for benchmarks/mnist_quality.py: the Fréchet distance against identities that hold
-exactly for the sample means and covariances, and the inpainting report on a made-up case."""
+"""Tests for benchmarks/mnist_quality.py: the pinned classifier on the fixture's test digits and
+its one-line errors, the Fréchet distance against identities that hold exactly for the sample
+means and covariances, and the inpainting report on a made-up case."""
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 import mnist_quality as q  # noqa: E402
+from mnist_ncsn import load_mnist  # noqa: E402
+
+DATA = ROOT / "tests" / "data" / "mnist"  # 500 training and 300 test digits, committed
+
+
+def error_of(main, argv, capsys):
+    """Run a script's main in-process; return its exit code and stderr, which must be its
+    one-line error (sys.exit with a message), never a traceback."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    message = e.value.code if isinstance(e.value.code, str) else err
+    return (1 if isinstance(e.value.code, str) else e.value.code), message.strip()
+
+
+def test_pinned_classifier_labels_fixture_digits():
+    net = q.load_classifier(q.CLASSIFIER, "cpu")
+    x, y = load_mnist(DATA, "test")
+    right = (q.predict(net, x, "cpu").argmax(1) == y).sum().item()
+    assert right >= 297  # measured: 298 of the 300 (0.993); 0.988 on the full 10,000 test images
+    assert q.predict(net, x[:5], "cpu", features=True).shape == (5, 128)
+
+
+def test_missing_or_corrupt_classifier_is_one_line_error(tmp_path, capsys):
+    np.save(tmp_path / "samples.npy", np.zeros((10, 28, 28), np.float32))
+    (tmp_path / "truncated.pt").write_bytes(q.CLASSIFIER.read_bytes()[:5000])
+    torch.save({"net": {"0.weight": torch.zeros(3)}, "test_acc": 1.0}, tmp_path / "other.pt")
+    for name in ["missing.pt", "truncated.pt", "other.pt"]:
+        path = tmp_path / name
+        rc, err = error_of(q.main, [str(tmp_path / "samples.npy"), "--data-dir", str(DATA),
+                                    "--classifier", str(path)], capsys)
+        assert rc != 0 and len(err.splitlines()) == 1
+        assert err.startswith(f"mnist_quality.py: error: {'no classifier at ' * (name == 'missing.pt')}"
+                              f"{path}")
+        assert err.endswith("rebuild it with: python benchmarks/train_mnist_classifier.py "
+                            f"--data-dir {DATA} --out {path}")
 
 
 def test_frechet_distance_closed_forms():
@@ -46,3 +85,13 @@ def test_inpaint_report(capsys):
     out = capsys.readouterr().out
     assert "completions 0.833 | occluded input (zeros) 0.000 | original 1.000" in out
     assert "more than one label: 0.500 of the inputs (mean 1.50 labels per input)" in out
+
+
+def test_samples_report_of_the_test_digits_themselves(tmp_path, capsys):
+    np.save(tmp_path / "samples.npy", load_mnist(DATA, "test")[0][:, 0].numpy())
+    q.main([str(tmp_path / "samples.npy"), "--data-dir", str(DATA)])
+    rows = {line.split("  ")[0]: line.split("|") for line in capsys.readouterr().out.splitlines()}
+    # The samples are the 300 test digits: the same labels and features, a Fréchet distance of 0.
+    assert abs(float(rows["samples (300)"][-1])) < 0.005
+    assert rows["samples (300)"][1] == rows["real test (300)"][1]
+    assert rows["samples (300)"][0].split()[-1] == rows["real test (300)"][0].split()[-1]
