@@ -104,6 +104,16 @@ def get_sigmas(sigma_1, sigma_L, L):
 
 
 # ----------------------------------------------------------------------------- loss
+def score_matching_loss(score, x):
+    """Eq. (1) (Hyvärinen 2005): mean of tr(∇ₓ s_θ(x)) + ½ ‖s_θ(x)‖², with the exact trace (d backward passes)."""
+    x = x.detach().requires_grad_(True)
+    s = score(x)
+    # Each point's output depends on that point only, so the gradient of Σ_n s_i(x_n) is row i of every
+    # point's Jacobian; create_graph keeps the trace a function of θ, so the loss trains.
+    trace = sum(torch.autograd.grad(s[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(x.shape[1]))
+    return (trace + 0.5 * (s**2).sum(1)).mean()
+
+
 def dsm_loss(score, x, sigmas):
     """Eq. (5)-(6) with λ(σ) = σ²: mean of ½ ‖σ s_θ(x + σz, σ) + z‖², one random σ_i per example."""
     sigma = sigmas[torch.randint(len(sigmas), (x.shape[0],), device=x.device)]
