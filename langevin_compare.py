@@ -1,6 +1,15 @@
-"""Why annealing matters: plain vs annealed Langevin dynamics on a two-mode mixture, measured.
+"""The paper's Section 3 in two experiments: why the data must be perturbed, and why annealing matters.
 
-The paper's toy target p = 1/5 N((-5,-5), I) + 4/5 N((5,5), I) is sampled three ways, all
+3.1 The manifold hypothesis (--manifold). Score matching, eq. (1): E[tr(∇ₓ s_θ(x)) + ½ ‖s_θ(x)‖²]
+(Hyvärinen 2005), with the trace exact (one backward pass per coordinate: two in 2D). A small MLP
+s_θ(x) minimises it on points exactly on a ring of radius 2 (fresh points each step), and on the same
+points moved by isotropic noise σz for a few σ's. On the ring the loss has no minimum: it falls
+without end, the network making the ring an ever steeper attractor (off the curve the score is
+undefined). With noise it settles at the perturbed data's optimum -½ E‖∇ₓ log p_σ‖² ≈ -1/(2σ²), the
+later the smaller σ. The script prints the loss at a few steps and draws it, with the learned fields.
+
+3.2 Low-density regions (the default run). The paper's toy target
+p = 1/5 N((-5,-5), I) + 4/5 N((5,5), I) is sampled three ways, all
 starting from the same points drawn uniformly on [-8,8]² (the paper's Figure 3):
   iid       exact samples of p, for reference;
   Langevin  plain Langevin dynamics, x <- x + (ε/2) ∇ₓ log p(x) + √ε z, ε = 0.1, T = 1000
@@ -19,7 +28,8 @@ bounds ε: at large σ the step over the level's variance is α_1 / (1 + σ_1²)
 ε = 0.005 keeps that at 0.5, below the instability threshold of 4 and with a small discretisation
 bias. The price: the levels with σ < 1 take small steps, but their densities differ little.
 
-Run:  python langevin_compare.py       (28 s on 2 idle CPU cores; --exact-only: 16 s, no training)
+Run:  python langevin_compare.py              (3.2: 28 s on 2 idle CPU cores; --exact-only: 16 s, no training)
+      python langevin_compare.py --manifold   (3.1 only: about 20 s on one free CPU core)
       python langevin_compare.py --help
 Paper: Song & Ermon, "Generative Modeling by Estimating Gradients of the Data Distribution",
 NeurIPS 2019, arXiv:1907.05600.
@@ -39,6 +49,14 @@ import torch.nn as nn  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- data
+def ring(n, sigma=0.0, radius=2.0):
+    """n points uniform on a circle, moved by isotropic noise σz: at σ = 0 exactly on the curve."""
+    theta = 2 * math.pi * torch.rand(n)
+    # z is drawn at every σ, so one seed gives the same points and the same z for each σ.
+    z = torch.randn(n, 2)
+    return radius * torch.stack([theta.cos(), theta.sin()], 1) + sigma * z
+
+
 class Mixture:
     """Gaussian mixture Σ_k w_k N(μ_k, var I): samples, log-density and exact (perturbed) score."""
 
@@ -82,6 +100,12 @@ def mode_share(x):
 
 
 # ----------------------------------------------------------------------------- model
+def plain_score_net(hidden=64):
+    """s_θ(x) without σ, for eq. (1): an MLP 2-64-64-2 with SiLU, smooth so that its Jacobian trains."""
+    return nn.Sequential(nn.Linear(2, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                         nn.Linear(hidden, 2))
+
+
 class ScoreNet(nn.Module):
     """Small MLP s_θ(x, σ) for 2-D data, conditioned on log σ."""
 
@@ -144,6 +168,25 @@ def train(mix, sigmas, steps, batch=256, lr=1e-2):
     return net.eval()
 
 
+def train_score_matching(sigma, steps, batch=256, lr=3e-3, device="cpu"):
+    """Fit a plain_score_net by score_matching_loss on fresh ring(batch, σ) points (Adam); returns it, its losses."""
+    net = plain_score_net().to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)  # one kernel for all tensors: ~6% faster here
+    # A constant rate: with σ = 0 the loss has no minimum, and a decaying rate would only hide that.
+    losses, t0 = [], time.time()
+    for _ in range(steps):
+        loss = score_matching_loss(net, ring(batch, sigma).to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    losses = torch.stack(losses).cpu()
+    if not torch.isfinite(losses).all():
+        sys.exit(f"langevin_compare.py: error: eq. (1) loss at σ = {sigma:g} became {losses[-1].item()}")
+    print(f"σ = {sigma:<5g} {steps} steps of eq. (1) in {time.time() - t0:.1f} s", flush=True)
+    return net.eval(), losses
+
+
 # ----------------------------------------------------------------------------- sampler
 @torch.no_grad()
 def langevin(score, x, sigma, alpha, T):
@@ -185,6 +228,70 @@ def share_curve(score, x, sigma, eps, max_steps, keep, points=25):
 
 
 # ----------------------------------------------------------------------------- figures
+def radial_score(score, r, n_angles=360):
+    """s(x)·x/‖x‖ on circles of radii r: its mean over the angles, and its 10% and 90% quantiles."""
+    theta = 2 * math.pi * torch.arange(n_angles) / n_angles
+    u = torch.stack([theta.cos(), theta.sin()], 1)
+    with torch.no_grad():
+        radial = torch.stack([(score(rho * u) * u).sum(1) for rho in r.tolist()])
+    return radial.mean(1), radial.quantile(0.1, dim=1), radial.quantile(0.9, dim=1)
+
+
+def plot_manifold(runs, shown, path, radius=2.0):
+    """Section 3.1: eq. (1) against steps with each optimum; the learned score near the ring at σ = 0 and `shown`."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9.6))
+    nets = {sigma: net.cpu() for sigma, net, _ in runs}
+    noisy = [sigma for sigma in nets if sigma > 0]
+    color = {0.0: "k", **{sigma: plt.cm.viridis(0.15 + 0.75 * i / max(1, len(noisy) - 1))
+                          for i, sigma in enumerate(noisy)}}
+    ax = axes[0, 0]
+    for sigma, _, losses in runs:
+        ax.plot(range(1, len(losses) + 1), -losses, color=color[sigma], lw=1, label=f"σ = {sigma:g}")
+        if sigma > 0:
+            ax.axhline(1 / (2 * sigma**2), color=color[sigma], ls="--", lw=1)
+    ax.plot([], [], "k--", lw=1, label="−optimum = 1/(2σ²)")
+    ax.set(yscale="log", xlabel="training step", ylabel="−loss (log axis)",
+           title="Eq. (1) on a ring of radius 2: at σ = 0 it falls without end;\n"
+                 "with noise σ it settles at its minimum −1/(2σ²)")
+    ax.legend(fontsize=8, loc="lower right")
+
+    ax, r = axes[0, 1], torch.linspace(radius - 0.3, radius + 0.3, 121)
+    for sigma in [0.0, shown]:
+        mean, low, high = radial_score(nets[sigma], r)
+        ax.plot(r, mean, color=color[sigma], label=f"learned, σ = {sigma:g}: mean over angles, 10-90%")
+        ax.fill_between(r, low, high, color=color[sigma], alpha=0.2, lw=0)
+    ax.plot(r, -(r - radius) / shown**2, color=color[shown], ls="--", lw=1,
+            label=f"−(r−{radius:g})/σ², the perturbed ring's score")
+    ax.axvline(radius, color="0.6", lw=0.8)
+    ax.set(xlabel="distance r from the centre", ylabel="radial score s_θ(x)·x/r",
+           title="Across the ring: at σ = 0 a cliff, the ring a steep attractor;\n"
+                 "with noise, the slope −1/σ² of the perturbed data")
+    ax.legend(fontsize=8, loc="upper right")
+
+    # Near a piece of the ring: the size of s_θ on a fine grid, its direction on a coarse one.
+    lo, hi, n, m = (radius - 0.8, radius + 0.8), (-0.8, 0.8), 200, 13
+    gx, gy = torch.meshgrid(torch.linspace(*lo, n), torch.linspace(*hi, n), indexing="xy")
+    qx, qy = torch.meshgrid(torch.linspace(*lo, m), torch.linspace(*hi, m), indexing="xy")
+    arc = torch.linspace(-0.45, 0.45, 100)
+    titles = {0.0: "σ = 0: a thin sink on the ring, anything off it",
+              shown: f"σ = {shown:g}: s_θ points at the ring, growing with the distance"}
+    for ax, sigma in zip(axes[1], [0.0, shown]):
+        with torch.no_grad():
+            size = nets[sigma](torch.stack([gx.ravel(), gy.ravel()], 1)).norm(dim=1).reshape(n, n)
+            s = nets[sigma](torch.stack([qx.ravel(), qy.ravel()], 1))
+        s = s / s.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        im = ax.imshow(size.log10(), extent=(*lo, *hi), origin="lower", cmap="magma", vmin=0, vmax=3.5)
+        ax.quiver(qx, qy, s[:, 0].reshape(m, m), s[:, 1].reshape(m, m), color="w", angles="xy", width=0.005)
+        ax.plot(radius * arc.cos(), radius * arc.sin(), color="tab:cyan", ls=":", lw=1, label="the ring (data)")
+        ax.set(xlim=lo, ylim=hi, xlabel="x", ylabel="y", aspect="equal",
+               title=titles[sigma] + "\n(arrows: direction of s_θ; colour: log₁₀ ‖s_θ‖)")
+        ax.legend(fontsize=8, loc="upper left")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="log₁₀ ‖s_θ(x)‖")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def density_grid(mix, lim, sigma=0.0, n=200):
     """Grid coordinates and log p_σ on [-lim, lim]², clipped 12 nats below its peak, for backgrounds."""
     g = torch.linspace(-lim, lim, n, device=mix.means.device)
@@ -265,28 +372,55 @@ def make_gif(trace, sigmas, mix, lim, path):
 
 
 # ----------------------------------------------------------------------------- main
+def manifold(sigmas, steps, seed, out, device):
+    """Section 3.1: eq. (1) on the ring at σ = 0 and at each σ; prints the loss at a few steps, writes the figure."""
+    runs = []
+    for sigma in [0.0, *sigmas]:
+        torch.manual_seed(seed)  # the same network at start, the same points and the same z at every σ
+        runs.append((sigma, *train_score_matching(sigma, steps, device=device)))
+    window = max(1, steps // 20)
+    ends = sorted({e for e in [steps // 10, steps // 4, steps // 2, steps] if e >= window})
+    print("mean eq. (1) loss over steps " + "".join(f"{f'{e - window + 1}-{e}':>11s}" for e in ends)
+          + "   optimum -1/(2σ²)")
+    for sigma, _, losses in runs:
+        optimum = f"{-1 / (2 * sigma**2):.1f}" if sigma > 0 else "none (-∞)"
+        print(f"{f'σ = {sigma:g}':29s}" + "".join(f"{losses[e - window:e].mean().item():11.1f}" for e in ends)
+              + f"   {optimum}")
+    shown = min(sigmas, key=lambda s: abs(math.log(s / 0.05)))  # a σ whose minimum is reached in a short run
+    plot_manifold(runs, shown, os.path.join(out, "langevin_manifold.png"))
+    print(f"figure written to {out}/langevin_manifold.png")
+
+
 def parse_args(argv=None):
     """Command-line flags; bad values end in a one-line error."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weight", type=float, default=0.8, help="weight of the (d,d) mode, in (0,1) (default: 0.8)")
-    p.add_argument("--distance", type=float, default=5.0, help="the modes sit at (-d,-d) and (d,d) (default: 5.0)")
-    p.add_argument("--n-samples", type=int, default=1280, help="number of samples per method (default: 1280)")
-    p.add_argument("--eps", type=float, default=0.1, help="plain Langevin step size ε (default: 0.1)")
-    p.add_argument("--T", type=int, default=1000, help="plain Langevin steps (default: 1000)")
-    p.add_argument("--ald-eps", type=float, default=0.005, help="ALD ε; α_i = ε σ_i²/σ_L² (default: 0.005)")
-    p.add_argument("--ald-T", type=int, default=100, help="ALD steps per noise level (default: 100)")
-    p.add_argument("--L", type=int, default=10, help="number of noise levels (default: 10)")
-    p.add_argument("--sigma-1", type=float, default=20.0, help="largest noise level σ_1 (default: 20.0)")
-    p.add_argument("--sigma-L", type=float, default=0.1, help="smallest noise level σ_L (default: 0.1)")
-    p.add_argument("--denoise", action="store_true", help="ALD ends with x + σ_L² s_θ(x, σ_L)")
-    p.add_argument("--long-steps", type=int, default=100000, help="plain steps in the share figure (default: 100000)")
-    p.add_argument("--train-steps", type=int, default=2000, help="DSM training steps for the network (default: 2000)")
-    p.add_argument("--exact-only", action="store_true", help="skip training; exact scores only")
-    p.add_argument("--gif", action="store_true", help="also write ald.gif (exact scores, level by level)")
+    p.add_argument("--manifold", action="store_true",
+                   help="run Section 3.1 only: eq. (1) on a ring, on it and with noise; writes langevin_manifold.png")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed on CPU, same outputs (default: 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: CUDA when present (default: auto)")
     p.add_argument("--out", default="out/langevin_compare", help="figure directory (default: out/langevin_compare)")
+    g = p.add_argument_group("Section 3.1, the manifold hypothesis (with --manifold)")
+    g.add_argument("--manifold-sigmas", type=str, default=None, metavar="S1,S2,...",
+                   help="the noise levels σ > 0 beside σ = 0 (default: 0.01,0.05,0.2)")
+    g.add_argument("--manifold-steps", type=int, default=None,
+                   help="Adam steps of eq. (1) per σ (default: 1000)")
+    g = p.add_argument_group("Section 3.2, low-density regions (the default run)")
+    g.add_argument("--weight", type=float, default=0.8, help="weight of the (d,d) mode, in (0,1) (default: 0.8)")
+    g.add_argument("--distance", type=float, default=5.0, help="the modes sit at (-d,-d) and (d,d) (default: 5.0)")
+    g.add_argument("--n-samples", type=int, default=1280, help="number of samples per method (default: 1280)")
+    g.add_argument("--eps", type=float, default=0.1, help="plain Langevin step size ε (default: 0.1)")
+    g.add_argument("--T", type=int, default=1000, help="plain Langevin steps (default: 1000)")
+    g.add_argument("--ald-eps", type=float, default=0.005, help="ALD ε; α_i = ε σ_i²/σ_L² (default: 0.005)")
+    g.add_argument("--ald-T", type=int, default=100, help="ALD steps per noise level (default: 100)")
+    g.add_argument("--L", type=int, default=10, help="number of noise levels (default: 10)")
+    g.add_argument("--sigma-1", type=float, default=20.0, help="largest noise level σ_1 (default: 20.0)")
+    g.add_argument("--sigma-L", type=float, default=0.1, help="smallest noise level σ_L (default: 0.1)")
+    g.add_argument("--denoise", action="store_true", help="ALD ends with x + σ_L² s_θ(x, σ_L)")
+    g.add_argument("--long-steps", type=int, default=100000, help="plain steps in the share figure (default: 100000)")
+    g.add_argument("--train-steps", type=int, default=2000, help="DSM training steps for the network (default: 2000)")
+    g.add_argument("--exact-only", action="store_true", help="skip training; exact scores only")
+    g.add_argument("--gif", action="store_true", help="also write ald.gif (exact scores, level by level)")
     a = p.parse_args(argv)
     if not 0 < a.weight < 1:
         p.error(f"--weight must lie strictly between 0 and 1, got {a.weight}")
@@ -304,13 +438,24 @@ def parse_args(argv=None):
     if a.ald_eps * a.sigma_1**2 / a.sigma_L**2 >= 2 * (1 + a.sigma_1**2):
         p.error(f"--ald-eps {a.ald_eps} makes α_1 too large for a stable chain: "
                 f"use < {2 * a.sigma_L**2 * (1 + a.sigma_1**2) / a.sigma_1**2:.3g}")
+    if not a.manifold and (a.manifold_sigmas is not None or a.manifold_steps is not None):
+        p.error("--manifold-sigmas and --manifold-steps go with --manifold")
+    try:
+        a.manifold_sigmas = [float(v) for v in (a.manifold_sigmas or "0.01,0.05,0.2").split(",")]
+    except ValueError:
+        p.error(f"--manifold-sigmas must be numbers separated by commas, got {a.manifold_sigmas!r}")
+    if not all(0 < v < math.inf for v in a.manifold_sigmas):
+        p.error(f"--manifold-sigmas must all be positive, got {a.manifold_sigmas}")
+    a.manifold_steps = 1000 if a.manifold_steps is None else a.manifold_steps
+    if a.manifold_steps < 1:
+        p.error(f"--manifold-steps must be at least 1, got {a.manifold_steps}")
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device found")
     return a
 
 
 def main(argv=None):
-    """Sample with exact and learned scores, print shares, write figures."""
+    """Section 3.1 with --manifold; else 3.2: sample with exact and learned scores, print shares, write figures."""
     a = parse_args(argv)
     device = "cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu"
     torch.set_num_threads(1)  # tiny tensors: no per-op thread hand-off, no busy neighbour core (>10x faster here)
@@ -319,6 +464,8 @@ def main(argv=None):
         os.makedirs(a.out, exist_ok=True)
     except OSError as e:
         sys.exit(f"langevin_compare.py: error: cannot create output directory {a.out}: {e.strerror}")
+    if a.manifold:
+        return manifold(a.manifold_sigmas, a.manifold_steps, a.seed, a.out, device)
 
     mix = toy_mixture(a.weight, a.distance, device)
     sigmas = get_sigmas(a.sigma_1, a.sigma_L, a.L).to(device)
