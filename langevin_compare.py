@@ -242,7 +242,7 @@ def plot_manifold(runs, shown, path, radius=2.0):
     fig, axes = plt.subplots(2, 2, figsize=(11, 9.6))
     nets = {sigma: net.cpu() for sigma, net, _ in runs}
     noisy = [sigma for sigma in nets if sigma > 0]
-    color = {0.0: "k", **{sigma: plt.cm.viridis(0.15 + 0.75 * i / max(1, len(noisy) - 1))
+    color = {0.0: "k", **{sigma: plt.cm.viridis(0.3 + 0.6 * i / max(1, len(noisy) - 1))
                           for i, sigma in enumerate(noisy)}}
     ax = axes[0, 0]
     for sigma, _, losses in runs:
