@@ -1,6 +1,7 @@
-"""Tests for benchmarks/mnist_quality.py: the pinned classifier on the fixture's test digits and
-its one-line errors, the Fréchet distance against identities that hold exactly for the sample
-means and covariances, and the inpainting report on a made-up case."""
+"""Tests for benchmarks/mnist_quality.py and mnist_seeds.py: the pinned classifier on the fixture's
+test digits and its one-line errors, the Fréchet distance against identities that hold exactly
+for the sample means and covariances, the inpainting report on a made-up case, and the seeds
+runner end to end with tiny settings."""
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import mnist_quality as q  # noqa: E402
+import mnist_seeds  # noqa: E402
 from mnist_ncsn import load_mnist  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "mnist"  # 500 training and 300 test digits, committed
@@ -95,3 +97,34 @@ def test_samples_report_of_the_test_digits_themselves(tmp_path, capsys):
     assert abs(float(rows["samples (300)"][-1])) < 0.005
     assert rows["samples (300)"][1] == rows["real test (300)"][1]
     assert rows["samples (300)"][0].split()[-1] == rows["real test (300)"][0].split()[-1]
+
+
+def test_seeds_runner_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the two mnist_ncsn.py runs it starts
+    tiny = ["--width", "8", "--batch-size", "16", "--train-size", "32", "--epochs", "2",
+            "--T", "1", "--device", "cpu"]
+    mnist_seeds.main(["--seeds", "0", "1", "--n-samples", "20", "--out", str(tmp_path / "runs"),
+                      "--data-dir", str(DATA), "--", *tiny])
+    out = capsys.readouterr().out
+    assert "roughly" in out.splitlines()[1]  # the time estimate comes before the first run
+    assert "  | training took" in out  # the child's lines, shown as they come
+    for seed in [0, 1]:
+        assert (tmp_path / "runs" / f"seed_{seed}" / "checkpoint.pt").exists()
+    rows = {line.split("  ")[0]: line.split("|") for line in out.splitlines() if "|" in line}
+    confident = [float(rows[f"seed {s}"][0].split()[-1]) for s in [0, 1]]
+    fd = [float(rows[f"seed {s}"][3]) for s in [0, 1]]
+    assert abs(float(rows["median"][0].split()[-1]) - sum(confident) / 2) <= 0.0005
+    assert float(rows["worst"][3]) == max(fd)
+    # The floor is mnist_quality's own measure of the first 20 real training images.
+    net = q.load_classifier(q.CLASSIFIER, "cpu")
+    features = [q.predict(net, load_mnist(DATA, split)[0][:n], "cpu", features=True)
+                for split, n in [("train", 20), ("test", 300)]]
+    assert float(rows["real train (20)"][3].split()[0]) == round(q.frechet_distance(*features), 2)
+
+
+def test_seeds_runner_rejects_bad_flags_before_training(tmp_path, capsys):
+    rc, err = error_of(mnist_seeds.main, ["--out", str(tmp_path / "runs"), "--data-dir", str(DATA),
+                                          "--", "--width", "12"], capsys)
+    assert rc == 2 and err == ("mnist_seeds.py: error: flag for mnist_ncsn.py: --width must be a "
+                               "multiple of 8 (GroupNorm uses 8 groups)")
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,166 @@
+"""Sample quality of mnist_ncsn.py over seeds, scored by the pinned classifier: median and worst.
+
+    python benchmarks/mnist_seeds.py --data-dir data/mnist                # the preset, seeds 0 1 2
+    python benchmarks/mnist_seeds.py --data-dir data/mnist --out out/seeds_e20 -- --epochs 20
+
+Each seed runs `python mnist_ncsn.py --seed S --n-samples 1000 --out OUT/seed_S --data-dir DIR`
+(plus any flags after `--`) as a user would start it, its progress shown as it goes. Its
+samples.npy is then scored by mnist_quality.py's classifier (benchmarks/mnist_classifier.pt):
+the share labelled with confidence above 0.9, the shares of the predicted classes and the
+Fréchet distance of the penultimate features to the 10,000 test images, next to the floor: the
+same figures for as many real training images. Each seed's folder is kept, so its checkpoint.pt
+serves `mnist_ncsn.py --inpaint` and `--sample-only` later.
+"""
+import argparse
+import contextlib
+import io
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+import mnist_ncsn  # noqa: E402
+import mnist_quality as q  # noqa: E402
+
+# Rates at width 16 on a 2-core machine, by CPU threads. Training (images/s): 430 on one thread,
+# 700 on two, measured on the quiet machine. Sampling 1,000 images (image-steps/s): 350 measured on
+# one thread with the other core busy (training ran at 190 then), two threads assumed 1.7x:
+# probably pessimistic. Other widths scale as (16 / width)^1.3, as in mnist_ncsn.py's estimate.
+TRAIN_RATE, SAMPLE_RATE = {1: 430, 2: 700}, {1: 350, 2: 600}
+
+
+def estimate(args, n_seeds):
+    """Rough minutes per seed (training, sampling) for these mnist_ncsn.py flags on the CPU."""
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
+        return f"{args.n_samples:,} samples per seed, on CUDA (no time estimate for it here)"
+    threads = min(torch.get_num_threads(), 2)
+    scale = (16 / args.width) ** 1.3
+    training = not (args.sample_only or args.inpaint)
+    train = training * args.epochs * min(args.train_size, 60000) / (TRAIN_RATE[threads] * scale)
+    sample = args.n_samples * args.L * args.T / (SAMPLE_RATE[threads] * scale)
+    return (f"width {args.width}, {args.epochs} epochs of {min(args.train_size, 60000):,} images, "
+            f"{args.n_samples:,} samples at T={args.T}: roughly {train / 60:.0f} min of training "
+            f"and {sample / 60:.0f} min of sampling per seed on {threads} CPU thread(s), "
+            f"{n_seeds * (train + sample) / 60:.0f} min for {n_seeds} seed(s)")
+
+
+def run_seed(cmd):
+    """Run one mnist_ncsn.py, echo its lines as they come; return (rc, wall s, its lines)."""
+    t0, lines = time.time(), []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as p:
+        for line in p.stdout:
+            print("  | " + line, end="", flush=True)
+            lines.append(line.strip())
+    return p.returncode, time.time() - t0, lines
+
+
+def timing(lines):
+    """Training s, mean images/s over the epochs, and sampling s, as mnist_ncsn.py printed them."""
+    def found(pattern):
+        return [float(m[1].replace(",", "")) for m in map(re.compile(pattern).match, lines) if m]
+    train, rates, sample = (found(r"training took ([\d.]+) s"), found(r"epoch .*\| ([\d,]+) img/s"),
+                            found(r"sampled .* in ([\d.]+) s"))
+    nan = float("nan")
+    return (train[-1] if train else nan, statistics.mean(rates) if rates else nan,
+            sample[-1] if sample else nan)
+
+
+def main(argv=None):
+    """Run the seeds, score each, print the table with median and worst."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="flags after -- go to mnist_ncsn.py unchanged")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    p.add_argument("--n-samples", type=int, default=1000, help="samples per seed (default: 1000)")
+    p.add_argument("--out", default="out/mnist_seeds",
+                   help="one folder per seed goes in here, OUT/seed_S (default: out/mnist_seeds)")
+    p.add_argument("--data-dir", default="data/mnist", help="MNIST .gz files (default: data/mnist)")
+    p.add_argument("--classifier", default=str(q.CLASSIFIER),
+                   help="the classifier's weights (default: benchmarks/mnist_classifier.pt)")
+    argv = sys.argv[1:] if argv is None else argv
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, extra = p.parse_args(argv[:cut]), argv[cut + 1:]
+    if args.n_samples < 2:
+        p.error("--n-samples must be at least 2 (a Fréchet distance needs a covariance)")
+    # mnist_ncsn.py's own parser checks the extra flags now, not after the first seed has trained.
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            child = mnist_ncsn.parse_args(["--n-samples", str(args.n_samples), *extra])
+    except SystemExit as e:
+        if not e.code:  # -- --help: mnist_ncsn.py's help, printed
+            raise
+        p.exit(2, f"mnist_seeds.py: error: flag for mnist_ncsn.py: "
+                  f"{err.getvalue().strip().splitlines()[-1].split('error: ', 1)[-1]}\n")
+    for name, value in mnist_ncsn.PRESETS[child.preset].items():
+        if getattr(child, name) is None:
+            setattr(child, name, value)
+    try:
+        net = q.load_classifier(args.classifier, "cpu", args.data_dir)
+        real_test = mnist_ncsn.load_mnist(args.data_dir, "test")[0]
+        real_train = mnist_ncsn.load_mnist(args.data_dir, "train")[0][:args.n_samples]
+    except mnist_ncsn.UserError as e:
+        sys.exit(f"mnist_seeds.py: error: {e}")
+    if len(real_train) < args.n_samples:
+        sys.exit(f"mnist_seeds.py: error: {args.data_dir} holds {len(real_train):,} training "
+                 f"images, fewer than --n-samples {args.n_samples:,}: no floor at that size")
+    test_features = q.predict(net, real_test, "cpu", features=True)
+    test_hist = q.quality(q.predict(net, real_test, "cpu"))[1]
+
+    def score(images):
+        """confident share, class shares, total variation to the test shares, Fréchet distance."""
+        conf, hist = q.quality(q.predict(net, images, "cpu"))
+        fd = q.frechet_distance(q.predict(net, images, "cpu", features=True), test_features)
+        return conf, hist, 0.5 * (hist - test_hist).abs().sum().item(), fd
+
+    print(f"mnist_ncsn.py {' '.join(extra)} | seeds {args.seeds} | " + estimate(child, len(args.seeds)),
+          flush=True)
+    rows = []
+    for seed in args.seeds:
+        out = Path(args.out) / f"seed_{seed}"
+        cmd = [sys.executable, str(ROOT / "mnist_ncsn.py"), "--seed", str(seed), "--n-samples",
+               str(args.n_samples), "--out", str(out), "--data-dir", args.data_dir, *extra]
+        print(f"seed {seed}: python mnist_ncsn.py {' '.join(cmd[2:])}", flush=True)
+        rc, wall, lines = run_seed(cmd)
+        if rc:
+            sys.exit(f"mnist_seeds.py: error: seed {seed} failed ({lines[-1] if lines else rc})")
+        rows.append((f"seed {seed}", *score(np.load(out / "samples.npy")), *timing(lines), wall))
+        print(f"seed {seed}: confident {rows[-1][1]:.3f} | Fréchet {rows[-1][4]:.2f} | "
+              f"{wall:.0f} s in all", flush=True)
+
+    floor = score(real_train)
+    head = " ".join(f"{c:>5}" for c in range(10))
+    print(f"\n{args.n_samples:,} samples per seed; Fréchet distance to the {len(real_test):,} test "
+          f"images; TV: total variation between the class shares and the test images'")
+    print(f"{'':22} confident>0.9 | {head} |    TV | Fréchet | train s | img/s | sample s | wall s")
+    for name, conf, hist, tv, fd, train_s, rate, sample_s, wall in rows:
+        print(f"{name:22} {conf:13.3f} | " + " ".join(f"{h:5.3f}" for h in hist.tolist())
+              + f" | {tv:5.3f} | {fd:7.2f} | {train_s:7.0f} | {rate:5.0f} | {sample_s:8.0f} | {wall:6.0f}")
+    hists = torch.stack([r[2] for r in rows])
+    worst_hist = hists.gather(0, (hists - test_hist).abs().argmax(0, keepdim=True))[0]
+    for name, pick, hist in [("median", statistics.median, torch.from_numpy(np.median(hists.numpy(), 0))),
+                             ("worst", None, worst_hist)]:
+        conf = pick([r[1] for r in rows]) if pick else min(r[1] for r in rows)
+        tv = pick([r[3] for r in rows]) if pick else max(r[3] for r in rows)
+        fd = pick([r[4] for r in rows]) if pick else max(r[4] for r in rows)
+        print(f"{name:22} {conf:13.3f} | " + " ".join(f"{h:5.3f}" for h in hist.tolist())
+              + f" | {tv:5.3f} | {fd:7.2f}")
+    conf, hist, tv, fd = floor
+    print(f"{f'real train ({len(real_train):,})':22} {conf:13.3f} | "
+          + " ".join(f"{h:5.3f}" for h in hist.tolist()) + f" | {tv:5.3f} | {fd:7.2f}   (the floor)")
+    print(f"{f'real test ({len(real_test):,})':22} {q.quality(q.predict(net, real_test, 'cpu'))[0]:13.3f} | "
+          + " ".join(f"{h:5.3f}" for h in test_hist.tolist()))
+    print("worst: the lowest confident share, the largest TV and Fréchet distance, and per class "
+          "the share furthest from the test images'; median per class (columns need not sum to 1)")
+    print(f"outputs kept in {args.out}/seed_*/ (checkpoint.pt, samples.npy, samples.png)")
+
+
+if __name__ == "__main__":
+    main()
