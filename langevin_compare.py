@@ -401,10 +401,9 @@ def parse_args(argv=None):
                    help="auto: CUDA when present (default: auto)")
     p.add_argument("--out", default="out/langevin_compare", help="figure directory (default: out/langevin_compare)")
     g = p.add_argument_group("Section 3.1, the manifold hypothesis (with --manifold)")
-    g.add_argument("--manifold-sigmas", type=str, default=None, metavar="S1,S2,...",
-                   help="the noise levels σ > 0 beside σ = 0 (default: 0.01,0.05,0.2)")
-    g.add_argument("--manifold-steps", type=int, default=None,
-                   help="Adam steps of eq. (1) per σ (default: 1000)")
+    g.add_argument("--manifold-sigmas", type=float, nargs="+", default=[0.01, 0.05, 0.2], metavar="SIGMA",
+                   help="the noise levels σ > 0 beside σ = 0 (default: 0.01 0.05 0.2)")
+    g.add_argument("--manifold-steps", type=int, default=1000, help="Adam steps of eq. (1) per σ (default: 1000)")
     g = p.add_argument_group("Section 3.2, low-density regions (the default run)")
     g.add_argument("--weight", type=float, default=0.8, help="weight of the (d,d) mode, in (0,1) (default: 0.8)")
     g.add_argument("--distance", type=float, default=5.0, help="the modes sit at (-d,-d) and (d,d) (default: 5.0)")
@@ -438,15 +437,8 @@ def parse_args(argv=None):
     if a.ald_eps * a.sigma_1**2 / a.sigma_L**2 >= 2 * (1 + a.sigma_1**2):
         p.error(f"--ald-eps {a.ald_eps} makes α_1 too large for a stable chain: "
                 f"use < {2 * a.sigma_L**2 * (1 + a.sigma_1**2) / a.sigma_1**2:.3g}")
-    if not a.manifold and (a.manifold_sigmas is not None or a.manifold_steps is not None):
-        p.error("--manifold-sigmas and --manifold-steps go with --manifold")
-    try:
-        a.manifold_sigmas = [float(v) for v in (a.manifold_sigmas or "0.01,0.05,0.2").split(",")]
-    except ValueError:
-        p.error(f"--manifold-sigmas must be numbers separated by commas, got {a.manifold_sigmas!r}")
     if not all(0 < v < math.inf for v in a.manifold_sigmas):
-        p.error(f"--manifold-sigmas must all be positive, got {a.manifold_sigmas}")
-    a.manifold_steps = 1000 if a.manifold_steps is None else a.manifold_steps
+        p.error(f"--manifold-sigmas must all be positive and finite, got {a.manifold_sigmas}")
     if a.manifold_steps < 1:
         p.error(f"--manifold-steps must be at least 1, got {a.manifold_steps}")
     if a.device == "cuda" and not torch.cuda.is_available():
