@@ -243,7 +243,7 @@ def reverse_sde(score, x, sigmas, eps=5e-5, T=0, denoise=True):
     """Reverse-time VE SDE (Song et al. 2021): x <- x + (σ_i² - σ_{i+1}²) s_θ(x, σ_i) + √(σ_i² - σ_{i+1}²) z.
 
     With T > 0, T Langevin corrector steps (α_i = ε σ_i²/σ_L², as in ALD) follow each step: the
-    predictor-corrector sampler. Start from noise of variance σ_1². Returns (x, trace) as anneal_langevin.
+    predictor-corrector sampler. Start from `gaussian_prior`. Returns (x, trace) as anneal_langevin.
     """
     trace, levels = [x], sigmas.tolist()
     for sigma, sigma_next in zip(levels, levels[1:]):
@@ -258,7 +258,7 @@ def reverse_sde(score, x, sigmas, eps=5e-5, T=0, denoise=True):
 def probability_flow_ode(score, x, sigmas, heun=True, denoise=True):
     """Probability-flow ODE of the VE SDE, dx/dσ = -σ s_θ(x, σ) (Song et al. 2021), by Heun's method or Euler's.
 
-    Deterministic: the same start (noise of variance σ_1²) gives the same sample. Heun's method
+    Deterministic: the same start (from `gaussian_prior`) gives the same sample. Heun's method
     (Karras et al. 2022, Algorithm 1) averages the slopes at both ends of each step.
     """
     trace, levels = [x], sigmas.tolist()
@@ -460,19 +460,20 @@ def fig_density(path, dist, log_p, data, lim):
     """The learned log-density on a grid next to the closed-form one, else the log of a histogram of the data."""
     n = math.isqrt(len(log_p))
     if dist in LOG_PROBS:
-        truth, title = LOG_PROBS[dist](grid(lim, n)).reshape(n, n), "closed form log p"
+        truth, title = LOG_PROBS[dist](grid(lim, n)).reshape(n, n), "closed-form log p"
     else:  # histogramdd counts on [x1 bin, x2 bin]; the images are [x2, x1]
         hist = torch.histogramdd(data, bins=n, range=[-lim, lim, -lim, lim], density=True).hist
-        truth, title = hist.T.log(), f"log of a histogram of {len(data):,} training points"
+        truth, title = hist.T.log(), f"log histogram of {len(data):,} training points"
     images = [log_p.reshape(n, n), truth]
     vmax = max(img[img.isfinite()].max().item() for img in images)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.6), layout="constrained")  # room for the shared colour bar
     for ax, img, name in zip(axes, images, ["learned log p_θ (probability-flow ODE)", title]):
         im = ax.imshow(img.clamp_min(vmax - 10).numpy(), extent=(-lim, lim, -lim, lim), origin="lower",
                        cmap="viridis", vmin=vmax - 10, vmax=vmax)
-        frame(ax, lim, f"{dist}: {name}")
+        frame(ax, lim, name)
     fig.colorbar(im, ax=axes, label="log density (nats), clipped 10 below the peak", shrink=0.9)
-    fig.savefig(path, dpi=80)  # no tight_layout: it fights the shared colour bar
+    fig.suptitle(f"{dist}: the model's density, exact by the probability-flow ODE, next to the data's")
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -495,7 +496,7 @@ def save_gif(path, dist, trace, levels, data, lim, sampler):
 
 # ----------------------------------------------------------------------------- main
 SAMPLER_N = {"sde": 1000, "ode": 50, "ddpm": 1000, "ddim": 100}  # default σ's for --N, chosen by measurement
-LIKELIHOOD_N = 200  # σ's of the likelihood ODE
+LIKELIHOOD_N = 200  # σ's of the likelihood ODE: 400 moves the KL by < 0.001 nats, 100 by up to 0.003 (measured)
 
 
 def parse_args(argv=None):
@@ -523,7 +524,6 @@ def parse_args(argv=None):
                    help="Langevin step size ε, α_i = ε σ_i²/σ_L² (default: 5e-5)")
     p.add_argument("--N", type=int, default=None, help="sde/ode/ddpm/ddim: number of σ's stepped through "
                    "(default: " + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
-    p.add_argument("--euler", action="store_true", help="ode: Euler's method instead of Heun's")
     p.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ(x, σ_L)")
     p.add_argument("--n-samples", type=int, default=2000, help="samples to generate (default: 2000)")
     p.add_argument("--likelihood", action="store_true", help="also the model's log-likelihood of 10,000 real "
@@ -567,12 +567,11 @@ def sample(args, model, sigma_1, data):
     x0 = gaussian_prior(data, sigma_1).sample((n,))
     if args.sampler == "sde":
         x, trace = reverse_sde(model, x0, sigmas, args.eps, args.T, denoise)
-        return x, trace, sigmas.tolist(), (args.N - 1) * (1 + args.T) + denoise
-    if args.sampler == "ode":
-        x, trace = probability_flow_ode(model, x0, sigmas, not args.euler, denoise)
-        return x, trace, sigmas.tolist(), (args.N - 1) * (1 if args.euler else 2) + denoise
-    x, trace = {"ddpm": ddpm, "ddim": ddim}[args.sampler](model, x0, sigmas, denoise)
-    return x, trace, sigmas.tolist(), args.N - 1 + denoise
+    else:  # the ODE by Heun's method, two evaluations a step (Euler's method is DDIM)
+        x, trace = {"ode": probability_flow_ode, "ddpm": ddpm, "ddim": ddim}[args.sampler](model, x0, sigmas,
+                                                                                         denoise=denoise)
+    per_step = {"sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)
+    return x, trace, sigmas.tolist(), (args.N - 1) * per_step + denoise
 
 
 def report_likelihood(args, model, data, sigma_1, ref, path, lim):
@@ -588,7 +587,7 @@ def report_likelihood(args, model, data, sigma_1, ref, path, lim):
         gap = nll + log_p  # log p - log p_θ, point by point: its mean estimates the KL, its spread the error
         print(f"entropy of p (mean -log p): {-log_p.mean():.4f} nats | KL(p || p_θ) = {gap.mean():.4f} "
               f"± {gap.std() / math.sqrt(len(gap)):.4f} nats (± one standard error)")
-    log_p_grid = log_likelihood(model, grid(lim, 80).to(device), sigmas, prior).cpu()
+    log_p_grid = log_likelihood(model, grid(lim, 64).to(device), sigmas, prior).cpu()
     fig_density(path, args.dist, log_p_grid, data.cpu(), lim)
 
 

@@ -1,21 +1,25 @@
-"""One trained network, three samplers: sample quality against the number of network evaluations.
+"""One trained network, five samplers: every sampler on every distribution, and quality against cost.
 
-    python benchmarks/toy_samplers.py                      # heart and mixture, seeds 0 1 2, figure in out/
-    python benchmarks/toy_samplers.py --out docs/toy_samplers.png
+    python benchmarks/toy_samplers.py                        # all 8 distributions, seeds 0 1 2, figures in out/
+    python benchmarks/toy_samplers.py --out docs             # the figures the docs show
+    python benchmarks/toy_samplers.py --dists heart --sweep heart
 
 For each distribution and seed it trains toy_ncsn.py's default model once (`python toy_ncsn.py --dist D
---seed S`), then samples it with annealed Langevin dynamics (T steps on each of 10 levels), the reverse
-SDE (N steps), the reverse SDE with one Langevin corrector step after each predictor step, and the
-probability-flow ODE (Heun, N σ's), at several budgets,
-through toy_ncsn.sample as the script does. Quality is the energy distance to 10,000 fresh
-real points over the noise floor (1x = as close as real data), plus the (5,5) share for the mixture.
-It prints the median and worst over the seeds and draws the medians with samples of each sampler.
+--seed S`), then samples it with each of the five samplers at its default (annealed Langevin, the
+reverse SDE, the probability-flow ODE, DDPM, DDIM), through toy_ncsn.sample as the script does.
+Quality is the energy distance to 10,000 fresh real points over the noise floor (1x = as close as real
+data), next to the same ratio for 20 fresh sets of 2000 real points (median and 90th percentile: what
+chance alone gives). On the --sweep distributions it also samples at several budgets per sampler.
+It prints the median and worst over the seeds, network evaluations and sampling time, and draws
+toy_samplers.png (samples of every sampler on every distribution) and toy_samplers_cost.png
+(quality against network evaluations).
 """
 import argparse
 import pathlib
 import statistics
 import sys
 import tempfile
+import time
 
 import matplotlib
 
@@ -27,27 +31,38 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import toy_ncsn as toy  # noqa: E402
 
-# name -> (label, flags of toy_ncsn.py that set the budget, budgets)
-SWEEP = {"ald": ("ALD (Algorithm 1), T per level", ["--sampler", "ald", "--T"], [1, 3, 10, 30, 100]),
-         "sde": ("reverse SDE, N steps", ["--sampler", "sde", "--N"], [10, 30, 100, 300, 1000]),
-         "pc": ("reverse SDE + 1 corrector step", ["--sampler", "sde", "--T", "1", "--N"], [10, 30, 100, 300]),
-         "ode": ("probability-flow ODE (Heun), N σ's", ["--sampler", "ode", "--N"], [3, 6, 11, 26, 50, 151])}
+# name -> (label, flags of toy_ncsn.py, flag that sets the budget, budgets swept); the default budget is toy_ncsn's
+SAMPLERS = {"ald": ("ALD (Algorithm 1), T per level", ["--sampler", "ald"], "--T", [3, 10, 30, 100, 300]),
+            "sde": ("reverse SDE, N steps", ["--sampler", "sde"], "--N", [10, 30, 100, 300, 1000]),
+            "ode": ("probability-flow ODE (Heun), N σ's", ["--sampler", "ode"], "--N", [6, 11, 26, 50, 151]),
+            "ddpm": ("DDPM, N σ's", ["--sampler", "ddpm"], "--N", [10, 30, 100, 300, 1000]),
+            "ddim": ("DDIM (Euler on the ODE), N σ's", ["--sampler", "ddim"], "--N", [10, 25, 50, 100, 200, 400])}
+DEFAULT = {"ald": 100, **toy.SAMPLER_N}
+
+
+def real_spread(dist, ref, floor, sets=20):
+    """Ratio of `sets` fresh real sets of 2000 points: median and 90th percentile."""
+    real = sorted(toy.energy_distance(toy.DISTS[dist](2000).double(), ref) / floor for _ in range(sets))
+    return statistics.median(real), real[int(0.9 * (sets - 1))]
 
 
 def main():
-    """Train per seed, sweep every sampler, print the table, draw the figure."""
+    """Train per seed, run every sampler, print the tables, draw the figures."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dists", nargs="+", default=["heart", "mixture"], choices=list(toy.DISTS),
-                   help="distributions (default: heart mixture)")
+    p.add_argument("--dists", nargs="+", default=list(toy.DISTS), choices=list(toy.DISTS),
+                   help="distributions (default: all)")
+    p.add_argument("--sweep", nargs="*", default=["heart", "mixture"], choices=list(toy.DISTS),
+                   help="distributions also sampled at several budgets (default: heart mixture)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (default: 0 1 2)")
-    p.add_argument("--out", default="out/toy_samplers.png", help="figure path (default: out/toy_samplers.png)")
+    p.add_argument("--out", default="out", help="folder for the two figures (default: out)")
     args = p.parse_args()
     torch.set_num_threads(1)
-    results = {}  # (dist, sampler, budget) -> list of (ratio, share, nfe, samples)
+    results, spread = {}, {}  # (dist, sampler, budget) -> [(ratio, share, nfe, seconds, samples)]
     for dist in args.dists:
-        torch.manual_seed(12345)
+        torch.manual_seed(12345)  # one fixed reference set per distribution, as in toy_quality.py
         ref = toy.DISTS[dist](10_000).double()
         floor = toy.energy_floor(ref, 2000)
+        spread[dist] = real_spread(dist, ref, floor)
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 toy.main(["--dist", dist, "--seed", str(seed), "--out", tmp])
@@ -56,45 +71,77 @@ def main():
             model.load_state_dict(ckpt["model"])
             torch.manual_seed(seed)
             data = toy.DISTS[dist](100_000)  # the training set, which sets the samplers' start
-            for name, (_, flags, budgets) in SWEEP.items():
-                for budget in budgets:
+            for name, (_, flags, knob, budgets) in SAMPLERS.items():
+                for budget in sorted({DEFAULT[name], *(budgets if dist in args.sweep else [])}):
                     torch.manual_seed(seed)
-                    settings = toy.parse_args(["--dist", dist, *flags, str(budget)])
-                    x, _, _, nfe = toy.sample(settings, model, ckpt["sigmas"][0].item(), data)
+                    t0 = time.perf_counter()
+                    x, _, _, nfe = toy.sample(toy.parse_args(["--dist", dist, *flags, knob, str(budget)]),
+                                              model, ckpt["sigmas"][0].item(), data)
+                    seconds = time.perf_counter() - t0
                     ratio = toy.energy_distance(x.double(), ref) / floor
                     share = (x.sum(1) > 0).float().mean().item()
-                    results.setdefault((dist, name, budget), []).append((ratio, share, nfe, x))
+                    results.setdefault((dist, name, budget), []).append((ratio, share, nfe, seconds, x))
 
-    print(f"{'dist':8s} {'sampler':4s} {'budget':>6s} {'evals':>6s} {'ratio median':>12s} {'worst':>7s}  (5,5) share")
-    for (dist, name, budget), rows in results.items():
-        ratios, shares = [r[0] for r in rows], [r[1] for r in rows]
-        share = f"{statistics.median(shares):.3f} ({min(shares):.3f}-{max(shares):.3f})" if dist == "mixture" else ""
-        print(f"{dist:8s} {name:4s} {budget:6d} {rows[0][2]:6d} {statistics.median(ratios):11.2f}x "
-              f"{max(ratios):6.2f}x  {share}", flush=True)
+    def cell(dist, name, budget):
+        rows = results[dist, name, budget]
+        return statistics.median(r[0] for r in rows), max(r[0] for r in rows), rows[0][2], \
+            statistics.median(r[3] for r in rows), statistics.median(r[1] for r in rows)
 
-    shown = {"ald": 100, "sde": 1000, "ode": 50}  # the script's defaults
-    fig, axes = plt.subplots(len(args.dists), 4, figsize=(14, 3.6 * len(args.dists)), squeeze=False)
-    for row, dist in zip(axes, args.dists):
-        for name, (label, _, budgets) in SWEEP.items():
-            rows = [results[dist, name, b] for b in budgets]
-            row[0].plot([r[0][2] for r in rows], [statistics.median(x[0] for x in r) for r in rows], "o-", label=label)
-        row[0].axhline(1, color="k", ls="--", lw=1, label="floor: two sets of real points")
-        row[0].set(xscale="log", yscale="log", xlabel="network evaluations per sample",
-                   ylabel="energy distance / floor (median of seeds)", title=f"{dist}: quality against cost")
-        row[0].legend(fontsize=7)
-        data = toy.DISTS[dist](2000)
+    print(f"\nEvery sampler at its default: energy distance / floor, median (worst) over seeds {args.seeds}")
+    print(f"{'dist':13s}" + "".join(f"{f'{n} ({cell(args.dists[0], n, DEFAULT[n])[2]} evals)':>20s}" for n in SAMPLERS)
+          + f"{'real sets: median':>19s} {'p90':>5s}")
+    for dist in args.dists:
+        row = "".join(f"{'{:.2f}x ({:.2f}x)'.format(*cell(dist, n, DEFAULT[n])[:2]):>20s}" for n in SAMPLERS)
+        print(f"{dist:13s}{row}{spread[dist][0]:18.2f}x {spread[dist][1]:4.2f}x")
+    print("sampling time for 2000 points, median: " + ", ".join(
+        f"{n} {statistics.median(cell(d, n, DEFAULT[n])[3] for d in args.dists):.2f} s" for n in SAMPLERS))
+    if "mixture" in args.dists:
+        print("mixture (5,5) share, median: " + ", ".join(
+            f"{n} {cell('mixture', n, DEFAULT[n])[4]:.3f}" for n in SAMPLERS) + " (true 0.800)")
+    print(f"\nQuality against cost (--sweep): median (worst) over seeds {args.seeds}")
+    for dist in args.sweep:
+        if dist not in args.dists:
+            continue
+        for name, (_, _, knob, budgets) in SAMPLERS.items():
+            print(f"{dist:13s} {name:5s} " + "  ".join(
+                "{} {}: {:.2f}x ({:.2f}x)".format(knob, b, *cell(dist, name, b)[:2]) + f", {cell(dist, name, b)[2]} evals"
+                for b in sorted({DEFAULT[name], *budgets})))
+
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(len(SAMPLERS), len(args.dists), figsize=(1.65 * len(args.dists), 1.8 * len(SAMPLERS)),
+                             squeeze=False, layout="constrained")
+    for col, dist in zip(axes.T, args.dists):
+        data = toy.DISTS[dist](800)
         lim = 1.15 * data.abs().quantile(0.999).item()
-        for ax, (name, budget) in zip(row[1:], shown.items()):
-            ratio, share, nfe, x = results[dist, name, budget][0]
-            ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.4)
-            ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red", alpha=0.4)
-            extra = f"\n(5,5) share {share:.2f}" if dist == "mixture" else ""
-            toy.frame(ax, lim, f"{name}, {nfe} evaluations: {ratio:.2f}x{extra}")
-    fig.suptitle("The same network sampled three ways (red: samples of seed "
-                 f"{args.seeds[0]}, blue: data)")
-    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    toy.save(fig, args.out)
-    print(f"wrote {args.out}")
+        for ax, name in zip(col, SAMPLERS):
+            median, _, nfe, _, _ = cell(dist, name, DEFAULT[name])
+            x = results[dist, name, DEFAULT[name]][0][4][:800]
+            ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.4, linewidths=0)
+            ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red", alpha=0.6, linewidths=0)
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xticks=[], yticks=[])
+            ax.set_title(f"{dist}: {median:.2f}x" if name == "ald" else f"{median:.2f}x", fontsize=8)
+            if dist == args.dists[0]:
+                ax.set_ylabel(f"{name}\n{nfe} evals", fontsize=8)
+    fig.suptitle(f"The same network sampled five ways: samples of seed {args.seeds[0]} (red) over data (blue); "
+                 f"median energy distance / floor over {len(args.seeds)} seeds", fontsize=9)
+    fig.savefig(out / "toy_samplers.png", dpi=80)
+    plt.close(fig)
+
+    sweep = [d for d in args.sweep if d in args.dists]
+    if sweep:
+        fig, axes = plt.subplots(1, len(sweep), figsize=(6 * len(sweep), 4.2), squeeze=False)
+        for ax, dist in zip(axes[0], sweep):
+            for name, (label, _, _, budgets) in SAMPLERS.items():
+                cells = [cell(dist, name, b) for b in sorted({DEFAULT[name], *budgets})]
+                ax.plot([c[2] for c in cells], [c[0] for c in cells], "o-", label=label)
+            ax.axhline(1, color="k", ls="--", lw=1, label="floor: two sets of real points")
+            ax.axhline(spread[dist][1], color="gray", ls=":", lw=1, label="90th percentile of real sets")
+            ax.set(xscale="log", yscale="log", xlabel="network evaluations per sample",
+                   ylabel="energy distance / floor (median of seeds)", title=f"{dist}: quality against cost")
+            ax.legend(fontsize=7)
+        toy.save(fig, out / "toy_samplers_cost.png")
+    print(f"wrote {out}/toy_samplers.png" + (f", {out}/toy_samplers_cost.png" if sweep else ""))
 
 
 if __name__ == "__main__":
