@@ -87,14 +87,14 @@ if args.figure and shown:
     for ax, (dist, (x, ratio, median)) in zip(axes.flat, shown.items()):
         data = toy_ncsn.DISTS[dist](2000)
         lim = 1.15 * data.abs().quantile(0.999).item()
-        ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.4, label="real")
-        ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red", alpha=0.4, label="generated")
+        ax.scatter(data[:, 0], data[:, 1], s=3, c="tab:blue", alpha=0.35, linewidths=0, label="real")
+        ax.scatter(x[:, 0], x[:, 1], s=3, c="tab:red", alpha=0.45, linewidths=0, label="generated")
         toy_ncsn.frame(ax, lim, f"{dist}: {ratio:.2f}x the floor")
         ax.set(xlabel="", ylabel="")
     for ax in axes.flat[len(shown):]:
         ax.axis("off")
-    axes.flat[0].legend(loc="lower left", markerscale=8, fontsize=8)
-    fig.suptitle(f"toy_ncsn.py {' '.join(extra)} (seed {args.seeds[0]}): generated points (red) over real ones "
+    axes.flat[0].legend(loc="lower left", markerscale=4, fontsize=8)
+    fig.suptitle(f"{' '.join(['toy_ncsn.py', *extra])} (seed {args.seeds[0]}): generated points (red) over real ones "
                  "(blue), energy distance over the noise floor", fontsize=10)
     pathlib.Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
     toy_ncsn.save(fig, args.figure)
