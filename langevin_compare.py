@@ -28,8 +28,8 @@ bounds ε: at large σ the step over the level's variance is α_1 / (1 + σ_1²)
 ε = 0.005 keeps that at 0.5, below the instability threshold of 4 and with a small discretisation
 bias. The price: the levels with σ < 1 take small steps, but their densities differ little.
 
-Run:  python langevin_compare.py              (3.2: 28 s on 2 idle CPU cores; --exact-only: 16 s, no training)
-      python langevin_compare.py --manifold   (3.1 only: about 22 s on 2 idle CPU cores)
+Run:  python langevin_compare.py              (3.2: 29 s on one CPU core; --exact-only: 20 s, no training)
+      python langevin_compare.py --manifold   (3.1 only: 23 s on one CPU core)
       python langevin_compare.py --help
 Paper: Song & Ermon, "Generative Modeling by Estimating Gradients of the Data Distribution",
 NeurIPS 2019, arXiv:1907.05600.
