@@ -125,7 +125,7 @@ def main():
                 ax.set_ylabel(f"{name}\n{nfe} evals", fontsize=8)
     fig.suptitle(f"The same network sampled five ways: samples of seed {args.seeds[0]} (red) over data (blue); "
                  f"median energy distance / floor over {len(args.seeds)} seeds", fontsize=9)
-    fig.savefig(out / "toy_samplers.png", dpi=80)
+    fig.savefig(out / "toy_samplers.png", dpi=72)  # 1-pixel dots: half the bytes of dpi 80, as legible
     plt.close(fig)
 
     sweep = [d for d in args.sweep if d in args.dists]
