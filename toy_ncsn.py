@@ -567,10 +567,10 @@ def sample(args, model, sigma_1, data):
     x0 = gaussian_prior(data, sigma_1).sample((n,))
     if args.sampler == "sde":
         x, trace = reverse_sde(model, x0, sigmas, args.eps, args.T, denoise)
-    else:  # the ODE by Heun's method, two evaluations a step (Euler's method is DDIM)
+    else:
         x, trace = {"ode": probability_flow_ode, "ddpm": ddpm, "ddim": ddim}[args.sampler](model, x0, sigmas,
                                                                                          denoise=denoise)
-    per_step = {"sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)
+    per_step = {"sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)  # Heun's ODE step: two evaluations
     return x, trace, sigmas.tolist(), (args.N - 1) * per_step + denoise
 
 
