@@ -224,6 +224,28 @@ def langevin(score, x, sigma, alpha, T):
     return x
 
 
+def langevin_variance_ratio(eps, T, gamma, sigma_L):
+    """s_T²/σ_i², NCSNv2 eq. (4): the variance after T Langevin steps at σ_i over the target's σ_i², data at one point.
+
+    The chain starts at the previous level's variance γ²σ_i² (γ = σ_{i-1}/σ_i); each step scales it by
+    (1 - c/2)², c = α_i/σ_i² = ε/σ_L², and adds α_i, towards σ_i²/(1 - c/4): the unadjusted step runs hot.
+    """
+    c = eps / sigma_L**2
+    hot = 1 / (1 - c / 4)
+    return (1 - c / 2) ** (2 * T) * (gamma**2 - hot) + hot
+
+
+def technique4_eps(T, gamma, sigma_L):
+    """NCSNv2's Technique 4: the ε that brings langevin_variance_ratio closest to 1 after T steps a level.
+
+    Where two ε reach 1, the smaller: the larger overshoots towards a stationary variance above γ².
+    """
+    eps = sigma_L**2 * torch.logspace(-6, math.log10(2), 20_000, dtype=torch.float64)  # c = ε/σ_L² < 2
+    gap = langevin_variance_ratio(eps, T, gamma, sigma_L) - 1
+    first = gap[: gap.argmin() + 1].abs().argmin()  # on the falling branch: the first root, else the minimum
+    return eps[first].item()
+
+
 @torch.no_grad()
 def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
     """Annealed Langevin dynamics, Algorithm 1: T Langevin steps at each σ_i with α_i = ε σ_i²/σ_L².
@@ -239,7 +261,7 @@ def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
 
 
 @torch.no_grad()
-def reverse_sde(score, x, sigmas, eps=5e-5, T=0, denoise=True):
+def reverse_sde(score, x, sigmas, eps=2e-5, T=0, denoise=True):
     """Reverse-time VE SDE (Song et al. 2021): x <- x + (σ_i² - σ_{i+1}²) s_θ(x, σ_i) + √(σ_i² - σ_{i+1}²) z.
 
     With T > 0, T Langevin corrector steps (α_i = ε σ_i²/σ_L², as in ALD) follow each step: the
@@ -495,6 +517,9 @@ def save_gif(path, dist, trace, levels, data, lim, sampler):
 
 
 # ----------------------------------------------------------------------------- main
+# ALD: many levels of few steps (NCSNv2) at the paper's cost, L·T = 1000; ε between what filled shapes
+# and thin ones want, one for all eight (measured: docs/results.md; Technique 4 gives ~1.2e-5 here).
+ALD_L, ALD_T, EPS = 200, 5, 2e-5
 SAMPLER_N = {"sde": 1000, "ode": 50, "ddpm": 1000, "ddim": 100}  # default σ's for --N, chosen by measurement
 LIKELIHOOD_N = 200  # σ's of the likelihood ODE: 400 moves the KL by < 0.001 nats, 100 by up to 0.003 (measured)
 
@@ -517,11 +542,11 @@ def parse_args(argv=None):
     p.add_argument("--sampler", default="ald", choices=["ald", "sde", "ode", "ddpm", "ddim"],
                    help="annealed Langevin (Algorithm 1), reverse VE SDE, probability-flow ODE, DDPM's ancestral "
                    "sampler or DDIM (default: ald)")
-    p.add_argument("--L", type=int, default=10, help="ald: number of noise levels (default: 10)")
+    p.add_argument("--L", type=int, default=ALD_L, help=f"ald: number of noise levels (default: {ALD_L})")
     p.add_argument("--T", type=int, default=None, help="ald: Langevin steps per level; sde: Langevin corrector "
-                   "steps after each step (default: 100 for ald, 0 for sde)")
-    p.add_argument("--eps", type=float, default=5e-5,
-                   help="Langevin step size ε, α_i = ε σ_i²/σ_L² (default: 5e-5)")
+                   f"steps after each step (default: {ALD_T} for ald, 0 for sde)")
+    p.add_argument("--eps", type=float, default=EPS,
+                   help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
     p.add_argument("--N", type=int, default=None, help="sde/ode/ddpm/ddim: number of σ's stepped through "
                    "(default: " + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
     p.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ(x, σ_L)")
@@ -534,7 +559,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
     p.add_argument("--out", default=None, help="output directory (default: out/toy_<dist>/)")
     args = p.parse_args(argv)
-    args.T = (100 if args.sampler == "ald" else 0) if args.T is None else args.T
+    args.T = (ALD_T if args.sampler == "ald" else 0) if args.T is None else args.T
     args.N = SAMPLER_N.get(args.sampler, 0) if args.N is None else args.N
     counts = ["steps", "batch_size", "hidden", "n_data", "L", "n_samples"] + (["N"] if args.sampler != "ald" else [])
     for name in counts:
@@ -556,15 +581,13 @@ def parse_args(argv=None):
 
 def sample(args, model, sigma_1, data):
     """Run the chosen sampler from its noise; returns (samples, trace, the σ of each trace entry, evaluations)."""
-    n, denoise, sigma_L, device = args.n_samples, not args.no_denoise, args.sigma_L, data.device
-    lim = data.abs().max().item()
+    n, denoise, sigma_L = args.n_samples, not args.no_denoise, args.sigma_L
+    x0 = gaussian_prior(data, sigma_1).sample((n,))  # noise that covers σ_1, for every sampler
     if args.sampler == "ald":
         sigmas = get_sigmas(sigma_1, sigma_L, args.L)
-        x0 = (2 * torch.rand(n, 2, device=device) - 1) * lim  # uniform noise, as in the paper
         x, trace = anneal_langevin(model, x0, sigmas, args.eps, args.T, denoise)
         return x, trace, sigmas.tolist(), args.L * args.T + denoise
     sigmas = get_sigmas(sigma_1, sigma_L, args.N)
-    x0 = gaussian_prior(data, sigma_1).sample((n,))
     if args.sampler == "sde":
         x, trace = reverse_sde(model, x0, sigmas, args.eps, args.T, denoise)
     else:

@@ -8,10 +8,11 @@ seed it trains toy_ncsn.py's default network (`python toy_ncsn.py --dist circle 
 for 5000 samples of ALD, the reverse SDE and the ODE at their defaults and for 5000 real points: the
 ring's radius (mean and spread), its unevenness along the ring (the spread of the counts in 8 equal
 angular sectors over their mean; chance alone gives about 0.04 at this size) and the energy distance
-to 10,000 real points over the floor, also for ALD's samples moved to fresh uniform angles. Then, at
-two of ALD's ten noise levels, it starts 5000 chains from exact samples of p_σ (real points plus σz)
-and runs Langevin dynamics with the learned score and ALD's step α_i = ε σ_i²/σ_L² for 100 steps (what
-ALD does at each level), 1000 and 10,000: where the chains go when they settle.
+to 10,000 real points over the floor, also for ALD's samples moved to fresh uniform angles, and the same
+for ALD at the paper's ten levels of T = 100 steps (ε = 5e-5). Then, at two of those ten noise levels,
+it starts 5000 chains from exact samples of p_σ (real points plus σz) and runs Langevin dynamics with the
+learned score and that step α_i = ε σ_i²/σ_L² for 100 steps (what ALD did at each level), 1000 and
+10,000: where the chains go when they settle.
 """
 import argparse
 import math
@@ -25,6 +26,9 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import toy_ncsn as toy  # noqa: E402
+
+
+OLD, OLD_EPS = ["--sampler", "ald", "--L", "10", "--T", "100", "--eps", "5e-5"], 5e-5  # the paper's L and T
 
 
 def ring_stats(x, ref=None):
@@ -63,18 +67,19 @@ def main():
         model.load_state_dict(ckpt["model"])
         torch.manual_seed(seed)
         data = toy.DISTS["circle"](100_000)  # the training set, which sets the samplers' start
-        sigma_1, sigma_L, eps = ckpt["sigmas"][0].item(), ckpt["args"]["sigma_L"], ckpt["args"]["eps"]
+        sigma_1, sigma_L, eps = ckpt["sigmas"][0].item(), ckpt["args"]["sigma_L"], OLD_EPS
         show("real points", ring_stats(toy.circle(args.n), ref), table)
-        for sampler in ["ald", "sde", "ode"]:
+        for name, flags in [("ald at its default", ["--sampler", "ald"]), ("ald at L = 10, T = 100, ε = 5e-5", OLD),
+                            ("sde at its default", ["--sampler", "sde"]), ("ode at its default", ["--sampler", "ode"])]:
             torch.manual_seed(seed)
-            settings = toy.parse_args(["--dist", "circle", "--sampler", sampler, "--n-samples", str(args.n)])
-            x = toy.sample(settings, model, sigma_1, data)[0]
-            show(f"{sampler} at its default", ring_stats(x, ref), table)
-            if sampler == "ald":  # the same radii at fresh uniform angles: what is left is the gap across the ring
+            x = toy.sample(toy.parse_args(["--dist", "circle", *flags, "--n-samples", str(args.n)]), model, sigma_1,
+                           data)[0]
+            show(name, ring_stats(x, ref), table)
+            if name.startswith("ald"):  # the same radii at fresh uniform angles: what is left is the gap across
                 theta = 2 * math.pi * torch.rand(len(x))
                 spun = x.norm(dim=1, keepdim=True) * torch.stack([theta.cos(), theta.sin()], 1)
-                show("ald, its angles drawn afresh", ring_stats(spun, ref), table)
-        for level in [6, 8]:  # σ ≈ 0.08 and 0.02 at the default σ_1
+                show(f"{name}, angles drawn afresh", ring_stats(spun, ref), table)
+        for level in [6, 8]:  # σ ≈ 0.08 and 0.02 at the default σ_1, of the paper's ten levels
             sigma = toy.get_sigmas(sigma_1, sigma_L, 10)[level].item()
             x = toy.circle(args.n) + sigma * torch.randn(args.n, 2)
             print(f"  level {level + 1} of ALD: σ = {sigma:.3g}, α = {eps * sigma**2 / sigma_L**2:.2g}")

@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 import toy_ncsn as toy  # noqa: E402
 
 # name -> (label, flags of toy_ncsn.py, flag that sets the budget, budgets swept); the default budget is toy_ncsn's
-SAMPLERS = {"ald": ("ALD (Algorithm 1), T per level", ["--sampler", "ald"], "--T", [3, 10, 30, 100, 300]),
+SAMPLERS = {"ald": ("ALD (Algorithm 1), L levels of T = 5", ["--sampler", "ald"], "--L", [6, 20, 60, 200, 600]),
             "sde": ("reverse SDE, N steps", ["--sampler", "sde"], "--N", [10, 30, 100, 300, 1000]),
             "ode": ("probability-flow ODE (Heun), N σ's", ["--sampler", "ode"], "--N", [6, 11, 26, 50, 151]),
             "ddpm": ("DDPM, N σ's", ["--sampler", "ddpm"], "--N", [10, 30, 100, 300, 1000]),
             "ddim": ("DDIM (Euler on the ODE), N σ's", ["--sampler", "ddim"], "--N", [10, 25, 50, 100, 200, 400])}
-DEFAULT = {"ald": 100, **toy.SAMPLER_N}
+DEFAULT = {"ald": toy.ALD_L, **toy.SAMPLER_N}
 
 
 def real_spread(dist, ref, floor, sets=20):
