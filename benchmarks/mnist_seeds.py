@@ -30,11 +30,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import mnist_ncsn  # noqa: E402
 import mnist_quality as q  # noqa: E402
 
-# Rates at width 16 on a 2-core machine, by CPU threads. Training (images/s): 430 on one thread,
-# 700 on two, measured on the quiet machine. Sampling 1,000 images (image-steps/s): 350 measured on
-# one thread with the other core busy (training ran at 190 then), two threads assumed 1.7x:
-# probably pessimistic. Other widths scale as (16 / width)^1.3, as in mnist_ncsn.py's estimate.
-TRAIN_RATE, SAMPLE_RATE = {1: 430, 2: 700}, {1: 350, 2: 600}
+# Rates at width 16, batch 32, on the 2-core machine with nothing else running, by precision and CPU
+# threads: training images/s and sampling image-evaluations/s (batches of 100). Other widths scale as
+# (16 / width)^1.3, as in mnist_ncsn.py's estimate.
+TRAIN_RATE = {"bf16": {1: 480, 2: 720}, "fp32": {1: 350, 2: 560}}
+SAMPLE_RATE = {"bf16": {1: 1700, 2: 3300}, "fp32": {1: 1000, 2: 2100}}
 
 
 def estimate(args, n_seeds):
@@ -44,12 +44,13 @@ def estimate(args, n_seeds):
     threads = min(torch.get_num_threads(), 2)
     scale = (16 / args.width) ** 1.3
     training = not (args.sample_only or args.inpaint)
-    train = training * args.epochs * min(args.train_size, 60000) / (TRAIN_RATE[threads] * scale)
-    sample = args.n_samples * args.L * args.T / (SAMPLE_RATE[threads] * scale)
-    return (f"width {args.width}, {args.epochs} epochs of {min(args.train_size, 60000):,} images, "
-            f"{args.n_samples:,} samples at T={args.T}: roughly {train / 60:.0f} min of training "
-            f"and {sample / 60:.0f} min of sampling per seed on {threads} CPU thread(s), "
-            f"{n_seeds * (train + sample) / 60:.0f} min for {n_seeds} seed(s)")
+    train = training * args.epochs * min(args.train_size, 60000) / (TRAIN_RATE[args.precision][threads] * scale)
+    nfe = args.L * args.T if args.sampler == "ald" else args.N * {"ode": 2, "sde": 1 + args.T}.get(args.sampler, 1)
+    sample = args.n_samples * nfe / (SAMPLE_RATE[args.precision][threads] * scale)
+    return (f"width {args.width}, {args.epochs} epochs of {min(args.train_size, 60000):,} images in "
+            f"{args.precision}, {args.n_samples:,} samples by {args.sampler} ({nfe} evaluations each): "
+            f"roughly {train / 60:.0f} min of training and {sample / 60:.0f} min of sampling per seed on "
+            f"{threads} CPU thread(s), {n_seeds * (train + sample) / 60:.0f} min for {n_seeds} seed(s)")
 
 
 def run_seed(cmd):
@@ -99,9 +100,7 @@ def main(argv=None):
             raise
         p.exit(2, f"mnist_seeds.py: error: flag for mnist_ncsn.py: "
                   f"{err.getvalue().strip().splitlines()[-1].split('error: ', 1)[-1]}\n")
-    for name, value in mnist_ncsn.PRESETS[child.preset].items():
-        if getattr(child, name) is None:
-            setattr(child, name, value)
+    mnist_ncsn.fill_defaults(child, None, "cuda" if torch.cuda.is_available() and child.device != "cpu" else "cpu")
     try:
         net = q.load_classifier(args.classifier, "cpu", args.data_dir)
         real_test = mnist_ncsn.load_mnist(args.data_dir, "test")[0]
