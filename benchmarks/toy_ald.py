@@ -5,20 +5,20 @@
 
 For each distribution and seed it trains toy_ncsn.py's default network once (`python toy_ncsn.py --dist D
 --seed S`; kept in --cache, so a second call samples only), then samples 2000 points by `anneal_langevin`
-with each candidate: L noise levels of T steps (L·T + 1 network evaluations with the Tweedie step), ε
-given or derived by NCSNv2's Technique 4 (`technique4_eps`, "t4"), started from uniform noise over the
-data's box ("u", the paper's) or from `gaussian_prior`, the N(mean, σ_1² + var) that covers σ_1 ("g").
+with each candidate, --draws times with fresh noise: L noise levels of T steps (L·T + 1 network
+evaluations with the Tweedie step), ε given or derived by NCSNv2's Technique 4 (`technique4_eps`,
+"t4"), started from uniform noise over the data's box ("u", the paper's) or from `gaussian_prior`, the
+N(mean, σ_1² + var) that covers σ_1 ("g").
 Quality is the energy distance to 10,000 real points over the noise floor (toy_quality.py's measure),
-median and worst over the seeds, next to 20 fresh real sets of 2000 points (median, 90th percentile);
-for the mixture also the (5,5) share (true 0.800), and for the circle the unevenness along the ring
-(toy_langevin_drift.py's: the spread of the counts in 8 angular sectors over their mean).
+median and worst over the seeds and draws, next to 20 fresh real sets of 2000 points (median, 90th
+percentile); for the mixture also the (5,5) share (true 0.800), and for the circle the unevenness
+along the ring (toy_langevin_drift.py's: the spread of the counts in 8 angular sectors over their mean).
 """
 import argparse
 import math
 import pathlib
 import statistics
 import sys
-import tempfile
 import time
 
 import torch
@@ -27,12 +27,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import toy_ncsn as toy  # noqa: E402
 from toy_langevin_drift import ring_stats  # noqa: E402
-from toy_samplers import real_spread  # noqa: E402
+from toy_samplers import reference, trained  # noqa: E402
 
-# The earlier default (the paper's L = 10, uniform start), NCSNv2's Technique 4 at every T, and fixed ε.
-CANDIDATES = ["10x100:5e-5:u", "10x100:t4:g", "20x50:t4:g", "50x20:t4:g", "100x10:t4:g", "200x5:t4:g",
-              "1000x1:t4:g", "100x10:5e-5:g", "200x5:5e-5:g", "200x5:3e-5:g", "200x5:2e-5:g", "1000x1:2e-5:g",
-              "1000x1:1.5e-5:g"]
+# The paper's settings (L = 10, T = 100, a uniform start), NCSNv2's Technique 4 at several T, and fixed ε.
+CANDIDATES = ["10x100:5e-5:u", "10x100:t4:g", "50x20:t4:g", "200x5:t4:g", "1000x1:t4:g", "200x5:5e-5:g",
+              "200x5:3e-5:g", "200x5:2e-5:g", "1000x1:2e-5:g"]
 
 
 def parse_candidate(text):
@@ -42,20 +41,6 @@ def parse_candidate(text):
     return L, T, None if eps == "t4" else float(eps), start
 
 
-def trained(dist, seed, cache):
-    """toy_ncsn.py's default network for (dist, seed): the EMA model and its σ_1, trained once and cached."""
-    path = pathlib.Path(cache) / f"{dist}_{seed}.pt"
-    if not path.exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            toy.main(["--dist", dist, "--seed", str(seed), "--out", tmp])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(pathlib.Path(tmp, "model.pt").read_bytes())
-    ckpt = torch.load(path)
-    model = toy.ScoreNet(ckpt["args"]["hidden"])
-    model.load_state_dict(ckpt["model"])
-    return model, ckpt["sigmas"][0].item()
-
-
 def main():
     """Train (or load) per seed, sample every candidate, print one table per measure."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,6 +48,7 @@ def main():
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (default: 0 1 2)")
     p.add_argument("--candidates", nargs="+", default=CANDIDATES,
                    help="LxT:eps:start, eps a number or t4 (Technique 4), start u (uniform) or g (Gaussian)")
+    p.add_argument("--draws", type=int, default=3, help="sampling runs per network, each its own noise (default: 3)")
     p.add_argument("--cache", default=".cache/toy_nets", help="trained networks (default: .cache/toy_nets)")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -70,10 +56,7 @@ def main():
     rows = {}  # (candidate, dist) -> [(ratio, share, unevenness, seconds)]
     spread = {}
     for dist in args.dists:
-        torch.manual_seed(12345)  # the reference set of toy_quality.py and toy_samplers.py
-        ref = toy.DISTS[dist](10_000).double()
-        floor = toy.energy_floor(ref, 2000)
-        spread[dist] = real_spread(dist, ref, floor)
+        ref, floor, spread[dist] = reference(dist)
         for seed in args.seeds:
             model, sigma_1 = trained(dist, seed, args.cache)
             torch.manual_seed(seed)
@@ -83,21 +66,23 @@ def main():
                 sigmas = toy.get_sigmas(sigma_1, 0.01, L)
                 gamma = (sigma_1 / 0.01) ** (1 / (L - 1))
                 eps = toy.technique4_eps(T, gamma, 0.01) if eps is None else eps
-                torch.manual_seed(seed)
-                x0 = ((2 * torch.rand(2000, 2) - 1) * lim if start == "u"
-                      else toy.gaussian_prior(data, sigma_1).sample((2000,)))
-                t0 = time.perf_counter()
-                x, _ = toy.anneal_langevin(model, x0, sigmas, eps, T)
-                seconds = time.perf_counter() - t0
-                ratio = toy.energy_distance(x.double(), ref) / floor if torch.isfinite(x).all() else math.inf
-                rows.setdefault((name, dist), []).append(
-                    (ratio, (x.sum(1) > 0).float().mean().item(), ring_stats(x)[2], seconds, eps))
-            print(f"{dist} seed {seed}: " + ", ".join(f"{n} {rows[n, dist][-1][0]:.2f}x" for n in cands), flush=True)
+                for draw in range(args.draws):  # ALD's own noise moves the ratio as much as the network does
+                    torch.manual_seed(1000 * seed + draw)
+                    x0 = ((2 * torch.rand(2000, 2) - 1) * lim if start == "u"
+                          else toy.gaussian_prior(data, sigma_1).sample((2000,)))
+                    t0 = time.perf_counter()
+                    x, _ = toy.anneal_langevin(model, x0, sigmas, eps, T)
+                    seconds = time.perf_counter() - t0
+                    ratio = toy.energy_distance(x.double(), ref) / floor if torch.isfinite(x).all() else math.inf
+                    rows.setdefault((name, dist), []).append(
+                        (ratio, (x.sum(1) > 0).float().mean().item(), ring_stats(x)[2], seconds, eps))
+            print(f"{dist} seed {seed}: " + ", ".join(
+                f"{n} " + " ".join(f"{r[0]:.2f}x" for r in rows[n, dist][-args.draws:]) for n in cands), flush=True)
 
     def med_worst(values):
         return f"{statistics.median(values):.2f}x ({max(values):.2f}x)"
 
-    print(f"\nALD candidates: energy distance / floor, median (worst) over seeds {args.seeds}")
+    print(f"\nALD candidates: energy distance / floor, median (worst) over seeds {args.seeds} x {args.draws} draws")
     print(f"{'candidate':14s} {'evals':>5s} " + " ".join(f"{d:>15s}" for d in args.dists) + "  mixture share  circle uneven")
     for name, (L, T, _, _) in cands.items():
         share = (f"{statistics.median(r[1] for r in rows[name, 'mixture']):.3f} "

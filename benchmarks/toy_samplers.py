@@ -5,8 +5,9 @@
     python benchmarks/toy_samplers.py --dists heart --sweep heart
 
 For each distribution and seed it trains toy_ncsn.py's default model once (`python toy_ncsn.py --dist D
---seed S`), then samples it with each of the five samplers at its default (annealed Langevin, the
-reverse SDE, the probability-flow ODE, DDPM, DDIM), through toy_ncsn.sample as the script does.
+--seed S`; kept in --cache, so a second call samples only), then samples it with each of the five
+samplers at its default (annealed Langevin, the reverse SDE, the probability-flow ODE, DDPM, DDIM),
+through toy_ncsn.sample as the script does.
 Quality is the energy distance to 10,000 fresh real points over the noise floor (1x = as close as real
 data), next to the same ratio for 20 fresh sets of 2000 real points (median and 90th percentile: what
 chance alone gives). On the --sweep distributions it also samples at several budgets per sampler.
@@ -28,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import toy_ncsn as toy  # noqa: E402
 
 # name -> (label, flags of toy_ncsn.py, flag that sets the budget, budgets swept); the default budget is toy_ncsn's
@@ -38,6 +39,28 @@ SAMPLERS = {"ald": ("ALD (Algorithm 1), L levels of T = 5", ["--sampler", "ald"]
             "ddpm": ("DDPM, N σ's", ["--sampler", "ddpm"], "--N", [10, 30, 100, 300, 1000]),
             "ddim": ("DDIM (Euler on the ODE), N σ's", ["--sampler", "ddim"], "--N", [10, 25, 50, 100, 200, 400])}
 DEFAULT = {"ald": toy.ALD_L, **toy.SAMPLER_N}
+
+
+def trained(dist, seed, cache):
+    """toy_ncsn.py's default network for (dist, seed): the EMA model and its σ_1, trained once and cached."""
+    path = pathlib.Path(cache) / f"{dist}_{seed}.pt"
+    if not path.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            toy.main(["--dist", dist, "--seed", str(seed), "--out", tmp])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pathlib.Path(tmp, "model.pt").read_bytes())
+    ckpt = torch.load(path)
+    model = toy.ScoreNet(ckpt["args"]["hidden"])
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt["sigmas"][0].item()
+
+
+def reference(dist):
+    """toy_quality.py's fixed 10,000 real points (seed 12345), the noise floor at 2000 samples, real_spread."""
+    torch.manual_seed(12345)
+    ref = toy.DISTS[dist](10_000).double()
+    floor = toy.energy_floor(ref, 2000)
+    return ref, floor, real_spread(dist, ref, floor)
 
 
 def real_spread(dist, ref, floor, sets=20):
@@ -55,20 +78,15 @@ def main():
                    help="distributions also sampled at several budgets (default: heart mixture)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (default: 0 1 2)")
     p.add_argument("--out", default="out", help="folder for the two figures (default: out)")
+    p.add_argument("--cache", default=".cache/toy_nets", help="trained networks, shared with toy_ald.py "
+                   "(default: .cache/toy_nets)")
     args = p.parse_args()
     torch.set_num_threads(1)
     results, spread = {}, {}  # (dist, sampler, budget) -> [(ratio, share, nfe, seconds, samples)]
     for dist in args.dists:
-        torch.manual_seed(12345)  # one fixed reference set per distribution, as in toy_quality.py
-        ref = toy.DISTS[dist](10_000).double()
-        floor = toy.energy_floor(ref, 2000)
-        spread[dist] = real_spread(dist, ref, floor)
+        ref, floor, spread[dist] = reference(dist)
         for seed in args.seeds:
-            with tempfile.TemporaryDirectory() as tmp:
-                toy.main(["--dist", dist, "--seed", str(seed), "--out", tmp])
-                ckpt = torch.load(f"{tmp}/model.pt")
-            model = toy.ScoreNet(ckpt["args"]["hidden"])
-            model.load_state_dict(ckpt["model"])
+            model, sigma_1 = trained(dist, seed, args.cache)
             torch.manual_seed(seed)
             data = toy.DISTS[dist](100_000)  # the training set, which sets the samplers' start
             for name, (_, flags, knob, budgets) in SAMPLERS.items():
@@ -76,7 +94,7 @@ def main():
                     torch.manual_seed(seed)
                     t0 = time.perf_counter()
                     x, _, _, nfe = toy.sample(toy.parse_args(["--dist", dist, *flags, knob, str(budget)]),
-                                              model, ckpt["sigmas"][0].item(), data)
+                                              model, sigma_1, data)
                     seconds = time.perf_counter() - t0
                     ratio = toy.energy_distance(x.double(), ref) / floor
                     share = (x.sum(1) > 0).float().mean().item()
