@@ -1,17 +1,18 @@
 """NCSN on MNIST: a noise conditional score network trained with denoising score matching,
-sampled with annealed Langevin dynamics (or four other samplers), used to fill in hidden parts of
+sampled with annealed Langevin dynamics or four other samplers, used to fill in hidden parts of
 digits and to measure the likelihood of test digits.
 
 Song & Ermon, "Generative Modeling by Estimating Gradients of the Data Distribution", NeurIPS 2019,
 arXiv:1907.05600. A small U-Net s_θ(x, σ) learns the score of MNIST perturbed by Gaussian noise of
 every σ from σ_L to σ_1 (eq. (5)-(6)); Algorithm 1 walks noise down L geometric levels, and
 Algorithm 2 (appendix) does the same with some pixels held at a given image: inpainting. The same
-network is also sampled by the reverse SDE, the probability-flow ODE, DDPM and DDIM (Song et al. 2021,
-arXiv:2011.13456), as in toy_ncsn.py, and the ODE gives its bits per dimension on test digits.
+network is also sampled by the reverse SDE (by default, with Langevin corrector steps), the
+probability-flow ODE, DDPM and DDIM (Song et al. 2021, arXiv:2011.13456), as in toy_ncsn.py, and the
+ODE gives its bits per dimension on test digits.
 
     python mnist_ncsn.py                        # without CUDA a CPU-sized run (~10 min), else full
     python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 64)
-    python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt --sampler ddpm
+    python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt --sampler ald
     python mnist_ncsn.py --inpaint right --ckpt out/mnist/checkpoint.pt
     python mnist_ncsn.py --likelihood --ckpt out/mnist/checkpoint.pt
 
@@ -484,7 +485,7 @@ def save_grid(images, ncols, path, title, xlabels=None, xlabel=None, size=0.55):
         r, c = divmod(k, ncols)
         mosaic[2 + 30 * r:30 * (r + 1), 2 + 30 * c:30 * (c + 1)] = img
     fig, ax = plt.subplots(figsize=(size * ncols + 1, size * rows + 1.2))
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")  # the pixels as they are; 4x smaller PNGs
     ax.set_xticks([16 + 30 * j for j in range(ncols)] if xlabels else [], xlabels or [], fontsize=7)
     ax.set(yticks=[], xlabel=xlabel)
     ax.set_title(title, fontsize=9)
@@ -523,17 +524,18 @@ def save_loss(losses, path):
 # ----------------------------------------------------------------------------- main
 # Training flags left out take their value from the checkpoint being read (--sample-only, --inpaint,
 # --resume), else from the preset: "gpu" is the full run, "cpu" a run sized for ten minutes on a 2-core CPU.
-# σ_1 = 16: the largest distance between two of the training digits is 15.9 (NCSNv2's Technique 1).
+# σ_1 = 16: the largest distance between two of the 10,000 training digits (NCSNv2's Technique 1).
 PRESETS = {
     "gpu": dict(epochs=20, batch_size=128, lr=1e-3, ema_decay=0.999, train_size=60000, width=64,
                 sigma_1=16.0, sigma_L=0.01),
     "cpu": dict(epochs=40, batch_size=32, lr=2e-3, ema_decay=0.999, train_size=10000, width=16,
                 sigma_1=16.0, sigma_L=0.01),
 }
-# Sampling defaults, by measurement on the CPU preset's models (docs/results.md): ALD on NCSNv2's L
-# (Technique 2 for 784 pixels: σ_{i-1}/σ_i = 1.082), ε four times Technique 4's, ~300 evaluations each.
-SAMPLER, ALD_L, ALD_T, EPS = "ald", 95, 3, 1e-4
-SAMPLER_N = {"sde": 300, "ode": 150, "ddpm": 300, "ddim": 300}  # σ's stepped through
+# Sampling defaults, by measurement on the CPU preset's models (docs/results.md), ~300 evaluations each:
+# the reverse SDE on 100 σ's with 2 Langevin corrector steps after each (predictor-corrector) draws the
+# best digits; ALD on NCSNv2's L (Technique 2 for 784 pixels: σ_{i-1}/σ_i = 1.082) at ε four times Technique 4's.
+SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 1e-4
+SAMPLER_N = {"sde": 100, "ode": 150, "ddpm": 300, "ddim": 300}  # σ's stepped through
 SAMPLE_BATCH = 100  # one batch of 1,000 images costs 1.4x per image on a CPU (measured)
 LIKELIHOOD_N = 100  # σ's of the likelihood ODE (measured: see docs/results.md)
 
@@ -547,9 +549,9 @@ def bf16_native():
 def parse_args(argv=None):
     """Command-line flags; bad values end in parser.error (one line, exit code 2)."""
     p = argparse.ArgumentParser(description="NCSN (Song & Ermon 2019) on MNIST: train a noise "
-                                "conditional U-Net with DSM, sample it with annealed Langevin "
-                                "dynamics (or the reverse SDE, the probability-flow ODE, DDPM, DDIM), "
-                                "inpaint.")
+                                "conditional U-Net with DSM, sample it by the reverse SDE with "
+                                "Langevin corrector steps (or annealed Langevin dynamics, the "
+                                "probability-flow ODE, DDPM, DDIM), inpaint, measure bits/dim.")
     add = p.add_argument
     add("--data-dir", default="data/mnist", help="folder with the four MNIST .gz files, downloaded "
         "there when missing; without network, point it at your copy (default: data/mnist)")
@@ -562,7 +564,8 @@ def parse_args(argv=None):
         "on CUDA, else cpu")
     add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network "
         "under bf16 autocast (the loss, σ division, sampler and EMA stay float32); auto (default): "
-        "bf16 on a CPU with native bf16 (AVX512-BF16, AMX) and with --compile on CUDA, else fp32")
+        "bf16 on a CPU with native bf16 (AVX512-BF16, AMX) and with --compile on CUDA, else fp32; "
+        "fp32 for --likelihood")
     add("--seed", type=int, default=0, help="random seed (default: 0)")
     g, c = PRESETS["gpu"], PRESETS["cpu"]
     for flag, text in dict(
@@ -579,7 +582,7 @@ def parse_args(argv=None):
         f"(default: {SAMPLER})")
     add("--L", type=int, help=f"ald: number of noise levels (default: {ALD_L})")
     add("--T", type=int, help=f"ald: Langevin steps per level; sde: Langevin corrector steps after "
-        f"each step (default: {ALD_T} for ald, 0 for sde)")
+        f"each step (default: {ALD_T} for ald, {SDE_T} for sde)")
     add("--eps", type=float, help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
     add("--N", type=int, help="sde/ode/ddpm/ddim: number of σ's stepped through (default: "
         + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
@@ -636,28 +639,29 @@ def parse_args(argv=None):
 
 def fill_defaults(args, ckpt, device):
     """Set every flag left out: training ones from the checkpoint, else the preset; sampling ones from
-    the sampler's defaults. A checkpoint of the previous recipe (10 fixed σ's) samples by ALD at them."""
+    the sampler's defaults. A checkpoint trained on fixed σ's (no "dsm" key) samples by ALD at them."""
     saved = ckpt["args"] if ckpt else {}
     for name, value in PRESETS[args.preset].items():  # flags given > checkpoint > preset
         if getattr(args, name) is None:
             setattr(args, name, saved[name] if saved.get(name) is not None else value)
-    if ckpt and "dsm" not in ckpt:  # written before dsm_loss drew σ log-uniformly
+    if ckpt and "dsm" not in ckpt:  # trained on the paper's fixed σ_i, not log-uniform σ: defined there only
         if args.resume or args.likelihood or args.sampler not in (None, "ald") or args.L not in (
                 None, len(ckpt["sigmas"])):
-            raise UserError(f"{args.ckpt or 'the checkpoint'}: trained on {len(ckpt['sigmas'])} fixed "
-                            f"σ's (the previous recipe), so it only samples by --sampler ald at those "
-                            f"σ's: no other sampler, no likelihood, no resuming; train a new model")
+            raise UserError(f"{args.ckpt or 'the checkpoint'}: trained on {len(ckpt['sigmas'])} fixed σ's, "
+                            f"not on σ drawn between σ_L and σ_1, so it only samples by --sampler ald at "
+                            f"those σ's: no other sampler, no likelihood, no resuming; train a new model")
         args.sampler = "ald"
         for name in ["L", "T", "eps"]:
             if getattr(args, name) is None:
                 setattr(args, name, saved[name])
     args.sampler = args.sampler or SAMPLER
     args.L = args.L or ALD_L
-    args.T = (ALD_T if args.sampler == "ald" or args.inpaint else 0) if args.T is None else args.T
+    if args.T is None:
+        args.T = ALD_T if args.sampler == "ald" or args.inpaint else SDE_T if args.sampler == "sde" else 0
     args.N = args.N or (LIKELIHOOD_N if args.likelihood else SAMPLER_N.get(args.sampler))
     args.eps = args.eps or EPS
-    if args.precision == "auto":
-        native = device == "cuda" and args.compile or device == "cpu" and bf16_native()
+    if args.precision == "auto":  # bf16 moves bits/dim by 0.025 (measured): the likelihood stays float32
+        native = not args.likelihood and (device == "cuda" and args.compile or device == "cpu" and bf16_native())
         args.precision = "bf16" if native else "fp32"
 
 

@@ -471,7 +471,7 @@ def test_cli_every_sampler_and_precision(one_epoch, tmp_path, sampler, precision
     assert samples.shape == (4, 28, 28) and np.isfinite(samples).all() and samples.std() > 0
 
 
-def test_cli_checkpoint_of_the_previous_recipe(one_epoch, tmp_path):
+def test_cli_checkpoint_trained_on_fixed_sigmas(one_epoch, tmp_path):
     """Trained on 10 fixed σ's (no "dsm" key): it samples by ALD at those σ's, and nothing else."""
     first, _ = one_epoch
     ckpt = torch.load(first / "checkpoint.pt", weights_only=True)
@@ -486,7 +486,7 @@ def test_cli_checkpoint_of_the_previous_recipe(one_epoch, tmp_path):
     for flags in [["--sampler", "ode"], ["--L", "20"], ["--likelihood"], ["--resume"]]:
         rc, _, err = cli("--ckpt", tmp_path / "old.pt", "--out", tmp_path, "--data-dir", DATA,
                          *(["--sample-only"] if "--resume" not in flags else []), *flags, cwd=tmp_path)
-        assert_clean_error(rc, err, "old.pt: trained on 10 fixed σ's (the previous recipe)",
+        assert_clean_error(rc, err, "old.pt: trained on 10 fixed σ's, not on σ drawn between",
                            "train a new model")
 
 

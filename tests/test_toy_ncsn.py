@@ -117,7 +117,7 @@ def test_anneal_langevin_on_the_mixture_gets_the_mode_weights():
     x0 = 3.0 + math.sqrt(17.0 + 400.0) * torch.randn(4000, 2)  # p_σ1's own mean and variance, as the prior
     x, trace = toy.anneal_langevin(score, x0, sigmas, eps=toy.EPS, T=toy.ALD_T, denoise=False)
     share = (x.sum(1) > 0).float().mean().item()
-    # Measured 0.781 over three seeds of 4000 points (standard error 0.006 each), 0.779 with the earlier
+    # Measured 0.781 over three seeds of 4000 points (standard error 0.006 each), 0.779 with the paper's
     # L = 10, T = 100, ε = 5e-5. Langevin moves mass between the modes only by crossing the low-density
     # gap, which stops once they separate (σ ≈ 2-4): some 2% of the upper mode's share is lost there,
     # where the reverse SDE carries it across (test_reverse_sde_with_exact_scores_gets_the_mixture_weights).
@@ -319,8 +319,8 @@ def test_a_short_run_of_the_default_recipe_keeps_its_measured_quality():
     model, _ = toy.train(toy.ScoreNet(128, data.mean(0), data.std().item()), data, sigmas, 800, log_every=800)
     x, _ = toy.anneal_langevin(model, (2 * torch.rand(1000, 2) - 1) * data.abs().max(), sigmas, eps=5e-5, T=30)
     ratio = toy.energy_distance(x.double(), ref) / toy.energy_floor(ref, 1000)
-    # Measured over seeds 0-2: 2.2x-5.6x the floor; with softplus units and raw inputs (the earlier
-    # recipe) the same run gives 9.5x-11.2x. A regression of the network or the loss lands above 7x.
+    # Measured over seeds 0-2: 2.2x-5.6x the floor; with softplus units and raw inputs (the other
+    # recipe measured) the same run gives 9.5x-11.2x. A regression of the network or the loss lands above 7x.
     assert ratio < 7, ratio
 
 
