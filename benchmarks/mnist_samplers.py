@@ -21,9 +21,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-import mnist_ncsn  # noqa: E402
 import mnist_quality as q  # noqa: E402
-from mnist_seeds import run_seed  # noqa: E402
+from mnist_seeds import run_seed, scoring_set  # noqa: E402
 
 SAMPLERS = ["ald", "sde", "ode", "ddpm", "ddim"]  # each at mnist_ncsn.py's defaults
 
@@ -49,12 +48,7 @@ def main():
     if not runs:
         sys.exit(f"mnist_samplers.py: error: no seed_*/checkpoint.pt in {args.runs}; make them with "
                  "benchmarks/mnist_seeds.py")
-    try:
-        net = q.load_classifier(q.CLASSIFIER, "cpu", args.data_dir)
-        test = mnist_ncsn.load_mnist(args.data_dir, "test")[0]
-        train = mnist_ncsn.load_mnist(args.data_dir, "train")[0][:args.n_samples]
-    except mnist_ncsn.UserError as e:
-        sys.exit(f"mnist_samplers.py: error: {e}")
+    net, test, train = scoring_set(q.CLASSIFIER, args.data_dir, args.n_samples, "mnist_samplers.py")
     test_features = q.predict(net, test, "cpu", features=True)
     test_hist = q.quality(q.predict(net, test, "cpu"))[1]
 

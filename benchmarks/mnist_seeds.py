@@ -37,6 +37,15 @@ TRAIN_RATE = {"bf16": {1: 480, 2: 720}, "fp32": {1: 350, 2: 560}}
 SAMPLE_RATE = {"bf16": {1: 1700, 2: 3300}, "fp32": {1: 1000, 2: 2100}}
 
 
+def scoring_set(classifier, data_dir, n, prog):
+    """The pinned classifier, the test images and the first n training images (the floor); a one-line error else."""
+    try:
+        return (q.load_classifier(classifier, "cpu", data_dir), mnist_ncsn.load_mnist(data_dir, "test")[0],
+                mnist_ncsn.load_mnist(data_dir, "train")[0][:n])
+    except mnist_ncsn.UserError as e:
+        sys.exit(f"{prog}: error: {e}")
+
+
 def estimate(args, n_seeds):
     """Rough minutes per seed (training, sampling) for these mnist_ncsn.py flags on the CPU."""
     if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
@@ -101,12 +110,7 @@ def main(argv=None):
         p.exit(2, f"mnist_seeds.py: error: flag for mnist_ncsn.py: "
                   f"{err.getvalue().strip().splitlines()[-1].split('error: ', 1)[-1]}\n")
     mnist_ncsn.fill_defaults(child, None, "cuda" if torch.cuda.is_available() and child.device != "cpu" else "cpu")
-    try:
-        net = q.load_classifier(args.classifier, "cpu", args.data_dir)
-        real_test = mnist_ncsn.load_mnist(args.data_dir, "test")[0]
-        real_train = mnist_ncsn.load_mnist(args.data_dir, "train")[0][:args.n_samples]
-    except mnist_ncsn.UserError as e:
-        sys.exit(f"mnist_seeds.py: error: {e}")
+    net, real_test, real_train = scoring_set(args.classifier, args.data_dir, args.n_samples, "mnist_seeds.py")
     if len(real_train) < args.n_samples:
         sys.exit(f"mnist_seeds.py: error: {args.data_dir} holds {len(real_train):,} training "
                  f"images, fewer than --n-samples {args.n_samples:,}: no floor at that size")
