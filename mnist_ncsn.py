@@ -146,12 +146,17 @@ class ResBlock(nn.Module):
 
 class UNet(nn.Module):
     """Noise conditional U-Net, 28 -> 14 -> 7 and back, returning s_θ(x, σ) ≈ ∇ₓ log p_σ(x).
-    Unlike the paper's RefineNet (deeper, dilated convs, conditional instance norm per σ), it is
-    a small U-Net conditioned on log σ through an embedding, with its output divided by σ."""
 
-    def __init__(self, width=64):
+    Unlike the paper's RefineNet (deeper, dilated convs, conditional instance norm per σ), it is a
+    small U-Net F_θ wrapped in EDM's preconditioning (Karras et al. 2022, Table 1): a denoiser
+    D_θ(x, σ) = c_skip x + c_out F_θ(c_in x, c_noise) whose input and training target have unit
+    variance at every σ, with σ_data the training pixels' standard deviation.
+    """
+
+    def __init__(self, width=64, sigma_data=0.5):
         super().__init__()
         self.width = width
+        self.register_buffer("sigma_data", torch.tensor(float(sigma_data)))  # saved with the weights
         c, e = width, 4 * width
         self.embed = nn.Sequential(nn.Linear(1, e), nn.SiLU(), nn.Linear(e, e))
         self.conv_in = nn.Conv2d(1, c, 3, padding=1)
@@ -162,17 +167,32 @@ class UNet(nn.Module):
         self.up2, self.up1 = ResBlock(4 * c, c, e), ResBlock(2 * c, c, e)         # 14x14, 28x28
         self.norm_out, self.conv_out = nn.GroupNorm(8, c), nn.Conv2d(c, 1, 3, padding=1)
 
-    def forward(self, x, sigma):
-        """s_θ(x, σ) for images x (n, 1, 28, 28) and one σ per image, sigma (n,)."""
-        emb = self.embed(torch.log(sigma)[:, None])
+    def F(self, x, c_noise):
+        """The raw U-Net F_θ on images x (n, 1, 28, 28) and its noise input c_noise (n,)."""
+        emb = self.embed(c_noise[:, None])
         h1 = self.down1(self.conv_in(x), emb)
         h2 = self.down2(self.pool1(h1), emb)
         h = self.mid2(self.mid1(self.pool2(h2), emb), emb)
         h = self.up2(torch.cat([F.interpolate(h, scale_factor=2.0), h2], 1), emb)
         h = self.up1(torch.cat([F.interpolate(h, scale_factor=2.0), h1], 1), emb)
-        out = self.conv_out(F.silu(self.norm_out(h)))
-        # NCSNv2: the true score has norm ~ 1/σ, so the net only has to output unit scale.
-        return out.float() / sigma[:, None, None, None]  # float32 also under bf16 autocast
+        return self.conv_out(F.silu(self.norm_out(h))).float()  # float32 also under bf16 autocast
+
+    def denoiser(self, x, sigma):
+        """D_θ(x, σ) = c_skip x + c_out F_θ(c_in x, c_noise) ≈ E[x_0 | x], one σ per image, sigma (n,)."""
+        c_skip, c_out, c_in, c_noise = precondition(sigma[:, None, None, None], self.sigma_data)
+        return c_skip * x + c_out * self.F(c_in * x, c_noise.flatten())
+
+    def forward(self, x, sigma):
+        """s_θ(x, σ) = (D_θ(x, σ) - x)/σ²: Tweedie's formula solved for the score."""
+        return (self.denoiser(x, sigma) - x) / sigma[:, None, None, None] ** 2
+
+
+def precondition(sigma, sigma_data):
+    """EDM's c_skip, c_out, c_in, c_noise (Table 1): for small σ, D_θ ≈ x + σ F_θ (F_θ predicts the
+    noise); for large σ, D_θ ≈ σ_data F_θ (F_θ predicts the clean image)."""
+    c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
+    c_out = sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()
+    return c_skip, c_out, 1 / (sigma**2 + sigma_data**2).sqrt(), sigma.log() / 4
 
 
 def get_sigmas(sigma_1, sigma_L, L):
@@ -235,7 +255,7 @@ def train(model, ema, opt, data, sigmas, args, start_epoch, losses, ckpt_path):
                             f"last good epoch (try a lower --lr)")
         losses.append(mean)
         save_checkpoint(ckpt_path, model=model.state_dict(), ema=ema.state_dict(),
-                        opt=opt.state_dict(), epoch=epoch, sigmas=sigmas.cpu(), dsm="log-uniform",
+                        opt=opt.state_dict(), epoch=epoch, sigmas=sigmas.cpu(), recipe="edm",
                         losses=losses, args=vars(args))
         now = time.time()
         epoch_rate = steps * batch / (now - t_epoch)
@@ -260,6 +280,9 @@ def load_checkpoint(path, model=None, ema=None, sigmas=None, opt=None):
         raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or not {"model", "ema", "sigmas", "args"} <= ckpt.keys():
         raise UserError(f"{path}: not a readable checkpoint (not written by mnist_ncsn.py)")
+    if ckpt.get("recipe") != "edm":
+        raise UserError(f"{path}: written by an earlier mnist_ncsn.py, whose U-Net had no EDM "
+                        f"preconditioning: its weights mean something else here; train a new model")
     if model is None:  # run() only wants the saved flags, before it builds the model
         return ckpt
     saved_sigmas, width = ckpt["sigmas"], ckpt["args"]["width"]
@@ -639,21 +662,11 @@ def parse_args(argv=None):
 
 def fill_defaults(args, ckpt, device):
     """Set every flag left out: training ones from the checkpoint, else the preset; sampling ones from
-    the sampler's defaults. A checkpoint trained on fixed σ's (no "dsm" key) samples by ALD at them."""
+    the sampler's defaults."""
     saved = ckpt["args"] if ckpt else {}
     for name, value in PRESETS[args.preset].items():  # flags given > checkpoint > preset
         if getattr(args, name) is None:
             setattr(args, name, saved[name] if saved.get(name) is not None else value)
-    if ckpt and "dsm" not in ckpt:  # trained on the paper's fixed σ_i, not log-uniform σ: defined there only
-        if args.resume or args.likelihood or args.sampler not in (None, "ald") or args.L not in (
-                None, len(ckpt["sigmas"])):
-            raise UserError(f"{args.ckpt or 'the checkpoint'}: trained on {len(ckpt['sigmas'])} fixed σ's, "
-                            f"not on σ drawn between σ_L and σ_1, so it only samples by --sampler ald at "
-                            f"those σ's: no other sampler, no likelihood, no resuming; train a new model")
-        args.sampler = "ald"
-        for name in ["L", "T", "eps"]:
-            if getattr(args, name) is None:
-                setattr(args, name, saved[name])
     args.sampler = args.sampler or SAMPLER
     args.L = args.L or ALD_L
     if args.T is None:
@@ -766,7 +779,9 @@ def run(args):
               "--preset cpu gives digits in about 10 min"), flush=True)
     torch.manual_seed(args.seed)
     sigmas = torch.tensor([args.sigma_1, args.sigma_L], device=device)  # dsm_loss's range
-    model = UNet(args.width).to(device)
+    images = load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0]
+    data = images[:args.train_size].to(device)
+    model = UNet(args.width, sigma_data=data.std().item()).to(device)  # a checkpoint's σ_data replaces it
     if device == "cuda" and args.compile:  # compiled: NHWC; eager float32 measured faster
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -778,8 +793,6 @@ def run(args):
         load_checkpoint(ckpt_path, model, ema, sigmas, opt if args.resume else None)
         epoch, losses = ckpt["epoch"], ckpt["losses"]
         print(f"loaded {ckpt_path} (epoch {epoch})")
-    images = load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0]
-    data = images[:args.train_size].to(device)
     if training:
         print(f"training on {len(data):,} images from {args.data_dir}, "
               f"epochs {epoch + 1}..{args.epochs}")
