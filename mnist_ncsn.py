@@ -195,23 +195,28 @@ def precondition(sigma, sigma_data):
     return c_skip, c_out, 1 / (sigma**2 + sigma_data**2).sqrt(), sigma.log() / 4
 
 
+P_MEAN, P_STD = -1.2, 1.2  # ln σ of training ~ N(P_MEAN, P_STD²): EDM's values (measured: docs/results.md)
+
+
 def get_sigmas(sigma_1, sigma_L, L):
     """The paper's noise levels: a geometric sequence σ_1 > ... > σ_L (Section 4.1)."""
     return torch.exp(torch.linspace(math.log(sigma_1), math.log(sigma_L), L))
 
 
 # ----------------------------------------------------------------------------- loss
-def dsm_loss(score, x, sigmas):
-    """Eq. (5)-(6) with λ(σ) = σ²: mean of ½ ‖σ s_θ(x + σz, σ) + z‖², one random σ per image.
+def dsm_loss(score, x, sigma_data, p_mean, p_std):
+    """Denoising score matching, eq. (5)-(6), with EDM's σ distribution and weight (Karras et al. 2022, Table 1).
 
-    σ is drawn log-uniformly between σ_L and σ_1, the continuous form of eq. (6)'s average over the
-    geometric σ_i: the network then knows every σ in between, which the SDE, ODE and DDPM samplers need.
+    One σ per image, ln σ ~ N(p_mean, p_std²); the loss is EDM's λ(σ) ‖D_θ(x + σz, σ) - x‖², λ(σ) =
+    (σ² + σ_data²)/(σ σ_data)², which is ‖F_θ - its target‖², of unit scale at every σ. In the score's terms
+    D_θ - x = σ (σ s_θ + z), so it is (1 + σ²/σ_data²) ‖σ s_θ + z‖²: eq. (6) with λ(σ) = σ² (1 + σ²/σ_data²),
+    the paper's σ² times an extra weight on the large σ's that decide a digit's shape.
     """
-    u = torch.rand(len(x), device=x.device)
-    sigma = torch.lerp(sigmas[-1].log(), sigmas[0].log(), u).exp()  # tensors, not .item(): no GPU sync
+    sigma = (p_mean + p_std * torch.randn(len(x), device=x.device, dtype=x.dtype)).exp()
     s, z = sigma[:, None, None, None], torch.randn_like(x)
     # σ² ‖s + (x̃ - x)/σ²‖² = ‖σ s + z‖²: the same quantity, without dividing by a tiny σ².
-    return 0.5 * (s * score(x + s * z, sigma) + z).square().flatten(1).sum(1).mean()
+    weight = 1 + s**2 / sigma_data**2
+    return (weight * (s * score(x + s * z, sigma) + z).square()).flatten(1).sum(1).mean()
 
 
 def train(model, ema, opt, data, sigmas, args, start_epoch, losses, ckpt_path):
@@ -233,7 +238,7 @@ def train(model, ema, opt, data, sigmas, args, start_epoch, losses, ckpt_path):
         t_epoch = t_print = time.time()
         for i in range(steps):
             with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                loss = dsm_loss(fwd, data[perm[i * batch:(i + 1) * batch]], sigmas)
+                loss = dsm_loss(fwd, data[perm[i * batch:(i + 1) * batch]], model.sigma_data, P_MEAN, P_STD)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
