@@ -196,6 +196,7 @@ def precondition(sigma, sigma_data):
 
 
 P_MEAN, P_STD = -1.2, 1.2  # ln σ of training ~ N(P_MEAN, P_STD²): EDM's values (measured: docs/results.md)
+WARMUP_IMAGES = 10_000  # the learning rate rises linearly over the first images (EDM: 10M of 200M)
 
 
 def get_sigmas(sigma_1, sigma_L, L):
@@ -219,54 +220,57 @@ def dsm_loss(score, x, sigma_data, p_mean, p_std):
     return (weight * (s * score(x + s * z, sigma) + z).square()).flatten(1).sum(1).mean()
 
 
-def train(model, ema, opt, data, sigmas, args, start_epoch, losses, ckpt_path):
-    """Adam on dsm_loss (eq. (6)) with an EMA of the weights; a checkpoint after every epoch."""
-    device = data.device
+def train(model, ema, opt, data, args, state, ckpt_path):
+    """Adam on dsm_loss for --epochs, or for --minutes of wall clock, with a learning-rate warm-up and an
+    EMA of the weights whose half-life is a fixed share of the steps so far; a checkpoint every epoch."""
     amp = args.precision == "bf16"  # the network in bf16; dsm_loss and the EMA stay float32
     # CUDA graphs (reduce-overhead) replay forward and backward with one launch each: this small
     # net is bound by kernel launches. Batches have one size (the last partial one is dropped).
-    mode = "reduce-overhead" if device.type == "cuda" else "default"
+    mode = "reduce-overhead" if data.device.type == "cuda" else "default"
     fwd = torch.compile(model, mode=mode, dynamic=False) if args.compile else model
     params, ema_params = list(model.parameters()), list(ema.parameters())
     batch = min(args.batch_size, len(data))
-    steps = len(data) // batch
-    step, t_run = start_epoch * steps, None
-    for epoch in range(start_epoch + 1, args.epochs + 1):
-        torch.manual_seed(args.seed + epoch)  # so a resumed run repeats an uninterrupted one
-        perm = torch.randperm(len(data), device=device)
-        total = torch.zeros((), device=device)
-        t_epoch = t_print = time.time()
+    steps, budget = len(data) // batch, args.minutes and args.minutes * 60
+    t0, seconds0, first = time.time(), state["seconds"], None
+    t_print = t0
+    while state["seconds"] < budget if budget else state["epoch"] < args.epochs:
+        state["epoch"] += 1
+        torch.manual_seed(args.seed + state["epoch"])  # so a resumed run repeats an uninterrupted one
+        perm = torch.randperm(len(data), device=data.device)
+        total, n = torch.zeros((), device=data.device), 0
         for i in range(steps):
-            with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            for group in opt.param_groups:  # EDM: the learning rate warms up over the first images
+                group["lr"] = args.lr * min(1, (state["step"] + 1) * batch / WARMUP_IMAGES)
+            with torch.autocast(data.device.type, torch.bfloat16, enabled=amp):
                 loss = dsm_loss(fwd, data[perm[i * batch:(i + 1) * batch]], model.sigma_data, P_MEAN, P_STD)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            # Warm-up of the EMA decay, so that short runs do not sample from the random init.
-            decay = min(args.ema_decay, (1 + step) / (10 + step))
-            torch._foreach_lerp_(ema_params, params, 1 - decay)
-            total += loss.detach()  # no .item() here: it would wait for the GPU every step
-            step += 1
-            if t_run is None:  # rates count from the end of the first step, after compilation
-                t_run, step_run = time.time(), step
-            elif time.time() - t_print > 15 and i < steps - 1:
-                t_print, rate = time.time(), (step - step_run) * batch / (time.time() - t_run)
-                left = (args.epochs * steps - step) * batch / rate
-                print(f"  epoch {epoch} step {i + 1:>5}/{steps} | loss {loss.item():.4f} | "
-                      f"{rate:,.0f} img/s | {left:.0f} s left", flush=True)
-        mean = total.item() / steps
+            state["step"] += 1
+            # The average's half-life is a share of the steps so far: it never holds the random init.
+            torch._foreach_lerp_(ema_params, params, 1 - 0.5 ** (1 / (args.ema_halflife * state["step"])))
+            total, n = total + loss.detach(), n + 1  # no .item() here: it would wait for the GPU every step
+            state["seconds"] = seconds0 + time.time() - t0
+            if first is None:  # rates count from the end of the first step, which compiles
+                first = state["step"], state["seconds"]
+            elif state["step"] == first[0] + 20 or time.time() - t_print > 15:
+                t_print, rate = time.time(), (state["step"] - first[0]) * batch / (state["seconds"] - first[1])
+                left = budget - state["seconds"] if budget else (args.epochs * steps - state["step"]) * batch / rate
+                print((f"training at {rate:,.0f} img/s (its first steps): about {left / 60:.1f} min"
+                       + (f", {rate * left / (steps * batch):.0f} epochs" if budget else "") + " to go")
+                      if state["step"] == first[0] + 20 else f"  epoch {state['epoch']} step {i + 1:>5}/{steps} | "
+                      f"loss {loss.item():.4f} | {rate:,.0f} img/s | {max(left, 0):.0f} s left", flush=True)
+            if budget and state["seconds"] >= budget:
+                break
+        mean = total.item() / n
         if not math.isfinite(mean):
-            raise UserError(f"loss is {mean} in epoch {epoch}; stopped, {ckpt_path} keeps the "
+            raise UserError(f"loss is {mean} in epoch {state['epoch']}; stopped, {ckpt_path} keeps the "
                             f"last good epoch (try a lower --lr)")
-        losses.append(mean)
-        save_checkpoint(ckpt_path, model=model.state_dict(), ema=ema.state_dict(),
-                        opt=opt.state_dict(), epoch=epoch, sigmas=sigmas.cpu(), recipe="edm",
-                        losses=losses, args=vars(args))
-        now = time.time()
-        epoch_rate = steps * batch / (now - t_epoch)
-        rate = (step - step_run) * batch / (now - t_run) if step > step_run else epoch_rate
-        print(f"epoch {epoch:>3}/{args.epochs} | loss {mean:.4f} | {epoch_rate:,.0f} img/s | "
-              f"{(args.epochs * steps - step) * batch / rate:.0f} s left", flush=True)
+        state["losses"].append(mean)
+        save_checkpoint(ckpt_path, model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
+                        recipe="edm", args=vars(args), **state)
+        print(f"epoch {state['epoch']:>3}{'' if budget else f'/{args.epochs}'} | loss {mean:.4f} | "
+              f"{state['seconds']:.0f} s", flush=True)
 
 
 def save_checkpoint(path, **state):
@@ -276,26 +280,22 @@ def save_checkpoint(path, **state):
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, model=None, ema=None, sigmas=None, opt=None):
+def load_checkpoint(path, model=None, ema=None, opt=None):
     """The saved dict; given a model, restore model, EMA (and optimiser) from it. A UserError for
-    an unreadable file (missing, truncated, not ours), another architecture or σ range."""
+    an unreadable file (missing, truncated, not ours, an earlier recipe's) or another width."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or not {"model", "ema", "sigmas", "args"} <= ckpt.keys():
+    if not isinstance(ckpt, dict) or not {"model", "ema", "args"} <= ckpt.keys():
         raise UserError(f"{path}: not a readable checkpoint (not written by mnist_ncsn.py)")
     if ckpt.get("recipe") != "edm":
         raise UserError(f"{path}: written by an earlier mnist_ncsn.py, whose U-Net had no EDM "
                         f"preconditioning: its weights mean something else here; train a new model")
     if model is None:  # run() only wants the saved flags, before it builds the model
         return ckpt
-    saved_sigmas, width = ckpt["sigmas"], ckpt["args"]["width"]
-    if width != model.width:
-        raise UserError(f"{path}: made with --width {width}, this run uses --width {model.width}")
-    if not torch.allclose(saved_sigmas[[0, -1]], sigmas[[0, -1]].cpu()):
-        raise UserError(f"{path}: trained on σ from {saved_sigmas[0]:g} to {saved_sigmas[-1]:g}, "
-                        f"this run uses {sigmas[0]:g} to {sigmas[-1]:g} (set --sigma-1/--sigma-L)")
+    if ckpt["args"]["width"] != model.width:
+        raise UserError(f"{path}: made with --width {ckpt['args']['width']}, this run uses --width {model.width}")
     try:
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
@@ -551,19 +551,18 @@ def save_loss(losses, path):
 
 # ----------------------------------------------------------------------------- main
 # Training flags left out take their value from the checkpoint being read (--sample-only, --inpaint,
-# --resume), else from the preset: "gpu" is the full run, "cpu" a run sized for ten minutes on a 2-core CPU.
-# σ_1 = 16: the largest distance between two of the 10,000 training digits (NCSNv2's Technique 1).
+# --resume), else from the preset: "gpu" is the full run, "cpu" ten minutes of training on any CPU.
 PRESETS = {
-    "gpu": dict(epochs=20, batch_size=128, lr=1e-3, ema_decay=0.999, train_size=60000, width=64,
-                sigma_1=16.0, sigma_L=0.01),
-    "cpu": dict(epochs=40, batch_size=32, lr=2e-3, ema_decay=0.999, train_size=10000, width=16,
-                sigma_1=16.0, sigma_L=0.01),
+    "gpu": dict(epochs=20, minutes=None, batch_size=128, lr=1e-3, ema_halflife=0.05, train_size=60000, width=64),
+    "cpu": dict(epochs=None, minutes=10.0, batch_size=32, lr=2e-3, ema_halflife=0.05, train_size=10000, width=16),
 }
 # Sampling defaults, by measurement on the CPU preset's models (docs/results.md), ~300 evaluations each:
 # the reverse SDE on 100 σ's with 2 Langevin corrector steps after each (predictor-corrector) draws the
 # best digits; ALD on NCSNv2's L (Technique 2 for 784 pixels: σ_{i-1}/σ_i = 1.082) at ε four times Technique 4's.
 SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 1e-4
 SAMPLER_N = {"sde": 100, "ode": 150, "ddpm": 300, "ddim": 300}  # σ's stepped through
+# σ_1 = 16: the largest distance between two of the 10,000 training digits (NCSNv2's Technique 1).
+SIGMA_1, SIGMA_L = 16.0, 0.01
 SAMPLE_BATCH = 100  # one batch of 1,000 images costs 1.4x per image on a CPU (measured)
 LIKELIHOOD_N = 100  # σ's of the likelihood ODE (measured: see docs/results.md)
 
@@ -572,6 +571,17 @@ def bf16_native():
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where autocast pays; elsewhere
     bf16 is emulated and slower. torch has no public test of it: these two are torch.cpu's own."""
     return any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def positive(kind):
+    """An argparse type: a finite number of `kind` (int or float) above 0."""
+    def parse(text):
+        value = kind(text)  # a ValueError becomes argparse's "invalid int value"
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def parse_args(argv=None):
@@ -596,15 +606,20 @@ def parse_args(argv=None):
         "fp32 for --likelihood")
     add("--seed", type=int, default=0, help="random seed (default: 0)")
     g, c = PRESETS["gpu"], PRESETS["cpu"]
-    for flag, text in dict(
-            epochs="training epochs", batch_size="images per step", lr="Adam learning rate",
-            ema_decay="EMA decay of the weights", train_size="train on the first N images only",
-            width="U-Net channels, a multiple of 8",
-            sigma_1="largest noise level σ_1", sigma_L="smallest noise level σ_L").items():
-        default = (f"{g[flag]:g}" if g[flag] == c[flag] else
-                   f"{g[flag]:g} with --preset gpu, {c[flag]:g} with cpu")
-        add("--" + flag.replace("_", "-"), type=type(g[flag]),  # int or float, as in PRESETS
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive(int), help=f"train exactly this many epochs (default: "
+                        f"{g['epochs']} with --preset gpu; the checkpoint's when one is read)")
+    length.add_argument("--minutes", type=positive(float), help="train for this many minutes of wall clock, "
+                        f"as many steps as fit (default: {c['minutes']:g} with --preset cpu; the checkpoint's)")
+    for flag, kind, text in [("batch_size", int, "images per step"), ("lr", float, "Adam learning rate"),
+                             ("ema_halflife", float, "half-life of the EMA of the weights, a share of the steps so far"),
+                             ("train_size", int, "train on the first N images only"),
+                             ("width", int, "U-Net channels, a multiple of 8")]:
+        default = f"{g[flag]:g}" if g[flag] == c[flag] else f"{g[flag]:g} with --preset gpu, {c[flag]:g} with cpu"
+        add("--" + flag.replace("_", "-"), type=positive(kind),
             help=f"{text} (default: {default}; the checkpoint's when one is read)")
+    add("--sigma-1", type=positive(float), default=SIGMA_1, help=f"the samplers' largest σ (default: {SIGMA_1:g})")
+    add("--sigma-L", type=positive(float), default=SIGMA_L, help=f"the samplers' smallest σ (default: {SIGMA_L:g})")
     add("--sampler", choices=["ald", "sde", "ode", "ddpm", "ddim"], help="annealed Langevin "
         "(Algorithm 1), reverse VE SDE, probability-flow ODE, DDPM's ancestral sampler or DDIM "
         f"(default: {SAMPLER})")
@@ -615,8 +630,8 @@ def parse_args(argv=None):
     add("--N", type=int, help="sde/ode/ddpm/ddim: number of σ's stepped through (default: "
         + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
     add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ")
-    add("--n-samples", type=int, default=100, help="images to sample (default: 100)")
-    add("--sample-batch", type=int, default=SAMPLE_BATCH, help="images sampled at a time "
+    add("--n-samples", type=positive(int), default=100, help="images to sample (default: 100)")
+    add("--sample-batch", type=positive(int), default=SAMPLE_BATCH, help="images sampled at a time "
         f"(default: {SAMPLE_BATCH})")
     add("--compile", action="store_true", help="torch.compile the training step (on CUDA: CUDA "
         "graphs and channels_last)")
@@ -626,17 +641,13 @@ def parse_args(argv=None):
     add("--ckpt", help="checkpoint to read (default: OUT/checkpoint.pt)")
     add("--inpaint", choices=MASKS, help="hide this part of test digits and complete them with "
         "Algorithm 2 (--L, --T, --eps as for ald) from the checkpoint's EMA model; no training")
-    add("--n-inpaint", type=int, default=10, help="test digits to inpaint (default: 10)")
-    add("--n-completions", type=int, default=6, help="completions per digit (default: 6)")
+    add("--n-inpaint", type=positive(int), default=10, help="test digits to inpaint (default: 10)")
+    add("--n-completions", type=positive(int), default=6, help="completions per digit (default: 6)")
     add("--likelihood", action="store_true", help="bits per dimension of test digits under the "
         f"checkpoint's EMA model by the probability-flow ODE (--N σ's, default {LIKELIHOOD_N}); no training")
-    add("--n-likelihood", type=int, default=1000, help="test digits for --likelihood (default: 1000)")
-    add("--probes", type=int, default=1, help="Hutchinson probes per digit for --likelihood (default: 1)")
+    add("--n-likelihood", type=positive(int), default=1000, help="test digits for --likelihood (default: 1000)")
+    add("--probes", type=positive(int), default=1, help="Hutchinson probes per digit for --likelihood (default: 1)")
     args = p.parse_args(argv)
-    for name in ("epochs batch_size width n_samples sample_batch train_size n_inpaint "
-                 "n_completions n_likelihood probes").split():
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
     for name in ["L", "N"]:
         if getattr(args, name) is not None and getattr(args, name) < 2:
             p.error(f"--{name} must be at least 2")
@@ -644,16 +655,10 @@ def parse_args(argv=None):
         p.error(f"--T must be at least {0 if args.sampler == 'sde' else 1}")
     if args.width is not None and args.width % 8:
         p.error("--width must be a multiple of 8 (GroupNorm uses 8 groups)")
-    for name in ["lr", "eps", "sigma_L", "sigma_1"]:
-        if getattr(args, name) is not None and not 0 < getattr(args, name) < math.inf:
-            p.error(f"--{name.replace('_', '-')} must be a positive number")
+    if args.sigma_L >= args.sigma_1:
+        p.error("--sigma-1 must be larger than --sigma-L")
     if args.preset == "auto":
         args.preset = "gpu" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
-    preset = PRESETS[args.preset]  # a checkpoint's σ's are checked against it on loading
-    if (args.sigma_L or preset["sigma_L"]) >= (args.sigma_1 or preset["sigma_1"]):
-        p.error("--sigma-1 must be finite and larger than --sigma-L")
-    if args.ema_decay is not None and not 0 <= args.ema_decay < 1:
-        p.error("--ema-decay must be in [0, 1)")
     if args.inpaint and args.resume or args.likelihood and (args.resume or args.inpaint):
         p.error(f"--{'likelihood' if args.likelihood else 'inpaint'} reads a checkpoint; it does not go "
                 f"with --{'resume' if args.resume else 'inpaint'}")
@@ -669,9 +674,11 @@ def fill_defaults(args, ckpt, device):
     """Set every flag left out: training ones from the checkpoint, else the preset; sampling ones from
     the sampler's defaults."""
     saved = ckpt["args"] if ckpt else {}
+    if args.epochs or args.minutes:  # one of the two sets the length: the other is off
+        saved = {**saved, "epochs": args.epochs, "minutes": args.minutes}
     for name, value in PRESETS[args.preset].items():  # flags given > checkpoint > preset
         if getattr(args, name) is None:
-            setattr(args, name, saved[name] if saved.get(name) is not None else value)
+            setattr(args, name, saved[name] if name in saved else value)
     args.sampler = args.sampler or SAMPLER
     args.L = args.L or ALD_L
     if args.T is None:
@@ -773,17 +780,8 @@ def run(args):
     training = not (args.sample_only or args.inpaint or args.likelihood)
     ckpt = load_checkpoint(ckpt_path) if not training or args.resume else None
     fill_defaults(args, ckpt, device)
-    if training and device == "cpu":  # say at once what the user is in for
-        # Images/s on 2 cores at width 16, batch 32: measured 560 in fp32 and 720 in bf16 (AMX).
-        n = min(args.train_size, 60000)
-        t = args.epochs * n / ((720 if args.precision == "bf16" else 560) * (16 / args.width) ** 1.3)
-        print(f"--preset {args.preset} on the CPU in {args.precision} (width {args.width}, "
-              f"{args.epochs} epochs of {n:,} images): " + (f"roughly {t / 60:.0f} min" if t > 60 else
-              "under a minute") + " of training on 2 cores; " + (
-              "--preset gpu is the full run, hours here" if args.preset == "cpu" else
-              "--preset cpu gives digits in about 10 min"), flush=True)
+    length = f"{args.minutes:g} min" if args.minutes else f"{args.epochs} epochs"
     torch.manual_seed(args.seed)
-    sigmas = torch.tensor([args.sigma_1, args.sigma_L], device=device)  # dsm_loss's range
     images = load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0]
     data = images[:args.train_size].to(device)
     model = UNet(args.width, sigma_data=data.std().item()).to(device)  # a checkpoint's σ_data replaces it
@@ -791,22 +789,22 @@ def run(args):
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device == "cuda")
-    print(f"UNet(width={args.width}): {sum(p.numel() for p in model.parameters()):,} parameters | "
-          f"{device}, {args.precision} | σ from {args.sigma_1:g} to {args.sigma_L:g}")
-    epoch, losses = 0, []
+    print(f"--preset {args.preset}: UNet(width={args.width}), {sum(p.numel() for p in model.parameters()):,} "
+          f"parameters | {device}, {args.precision} | σ_data {model.sigma_data:.3f}", flush=True)
+    state = dict(epoch=0, step=0, seconds=0.0, losses=[])
     if ckpt:
-        load_checkpoint(ckpt_path, model, ema, sigmas, opt if args.resume else None)
-        epoch, losses = ckpt["epoch"], ckpt["losses"]
-        print(f"loaded {ckpt_path} (epoch {epoch})")
+        load_checkpoint(ckpt_path, model, ema, opt if args.resume else None)
+        state = {k: ckpt[k] for k in state}
+        print(f"loaded {ckpt_path} (epoch {state['epoch']}, {state['seconds']:.0f} s of training)")
     if training:
-        print(f"training on {len(data):,} images from {args.data_dir}, "
-              f"epochs {epoch + 1}..{args.epochs}")
+        print(f"training for {length} on {len(data):,} images from {args.data_dir}" + (
+              ", hours on a CPU: --preset cpu trains for 10 min" if device == "cpu" and args.preset == "gpu"
+              else ""), flush=True)
         t0 = time.time()
-        train(model, ema, opt, data, sigmas, args, epoch, losses, out / "checkpoint.pt")
-        print(f"training took {time.time() - t0:.1f} s" + (f", peak GPU memory "
+        train(model, ema, opt, data, args, state, out / "checkpoint.pt")
+        print(f"training took {time.time() - t0:.1f} s ({state['epoch']} epochs)" + (f", peak GPU memory "
               f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device == "cuda" else ""))
-        epoch = max(epoch, args.epochs)
-        save_loss(losses, out / "loss.png")
+        save_loss(state["losses"], out / "loss.png")
     prior = gaussian_prior(data, args.sigma_1)  # every sampler starts here
     torch.manual_seed(args.seed)
     if args.inpaint:
@@ -820,7 +818,7 @@ def run(args):
     print(f"sampled {args.n_samples} images by {args.sampler} ({how}): {nfe} network evaluations "
           f"each, in {time.time() - t0:.1f} s")
     np.save(out / "samples.npy", x[:, 0].numpy().astype(np.float32))
-    save_samples(x, trace, levels, out, f"NCSN samples by {args.sampler}, {how} (epoch {epoch})",
+    save_samples(x, trace, levels, out, f"NCSN samples by {args.sampler}, {how} (epoch {state['epoch']})",
                  args.sampler)
     print(f"wrote {out}/samples.png, samples.npy, levels.png"
           + ("" if not training else ", loss.png, checkpoint.pt"))
