@@ -204,6 +204,13 @@ def get_sigmas(sigma_1, sigma_L, L):
     return torch.exp(torch.linspace(math.log(sigma_1), math.log(sigma_L), L))
 
 
+def karras_sigmas(sigma_1, sigma_L, N, rho=7.0):
+    """EDM's σ's (Karras et al. 2022, eq. 5): σ_i = (σ_1^(1/ρ) + i/(N-1) (σ_L^(1/ρ) - σ_1^(1/ρ)))^ρ, i = 0..N-1.
+    With ρ = 7 the steps crowd towards σ_L, where the images' fine detail is decided."""
+    i = torch.linspace(0, 1, N)
+    return (sigma_1 ** (1 / rho) + i * (sigma_L ** (1 / rho) - sigma_1 ** (1 / rho))) ** rho
+
+
 # ----------------------------------------------------------------------------- loss
 def dsm_loss(score, x, sigma_data, p_mean, p_std):
     """Denoising score matching, eq. (5)-(6), with EDM's σ distribution and weight (Karras et al. 2022, Table 1).
@@ -626,9 +633,11 @@ def parse_args(argv=None):
     add("--L", type=int, help=f"ald: number of noise levels (default: {ALD_L})")
     add("--T", type=int, help=f"ald: Langevin steps per level; sde: Langevin corrector steps after "
         f"each step (default: {ALD_T} for ald, {SDE_T} for sde)")
-    add("--eps", type=float, help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
+    add("--eps", type=positive(float), help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
     add("--N", type=int, help="sde/ode/ddpm/ddim: number of σ's stepped through (default: "
         + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
+    add("--schedule", choices=["karras", "geometric"], default="karras", help="sde/ode/ddpm/ddim: "
+        "EDM's σ's (ρ = 7) or the paper's geometric ones; ald is geometric (default: karras)")
     add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ")
     add("--n-samples", type=positive(int), default=100, help="images to sample (default: 100)")
     add("--sample-batch", type=positive(int), default=SAMPLE_BATCH, help="images sampled at a time "
@@ -694,7 +703,8 @@ def sample(args, net, prior, device):
     """Run --sampler on --n-samples images from the prior, --sample-batch at a time; returns (samples,
     the first batch's trace, the σ of each trace entry, network evaluations per image)."""
     ald = args.sampler == "ald"
-    sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.L if ald else args.N).to(device)
+    schedule = get_sigmas if ald or args.schedule == "geometric" else karras_sigmas
+    sigmas = schedule(args.sigma_1, args.sigma_L, args.L if ald else args.N).to(device)
     per_step = {"ald": args.T, "sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)
     denoise, samples, trace = not args.no_denoise, [], None
     nfe = (len(sigmas) if ald else len(sigmas) - 1) * per_step + denoise
@@ -782,19 +792,23 @@ def run(args):
     fill_defaults(args, ckpt, device)
     length = f"{args.minutes:g} min" if args.minutes else f"{args.epochs} epochs"
     torch.manual_seed(args.seed)
-    images = load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0]
-    data = images[:args.train_size].to(device)
-    model = UNet(args.width, sigma_data=data.std().item()).to(device)  # a checkpoint's σ_data replaces it
+    model = UNet(args.width).to(device)
     if device == "cuda" and args.compile:  # compiled: NHWC; eager float32 measured faster
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device == "cuda")
-    print(f"--preset {args.preset}: UNet(width={args.width}), {sum(p.numel() for p in model.parameters()):,} "
-          f"parameters | {device}, {args.precision} | σ_data {model.sigma_data:.3f}", flush=True)
     state = dict(epoch=0, step=0, seconds=0.0, losses=[])
-    if ckpt:
+    if ckpt:  # checked before the data is read: a wrong file fails at once
         load_checkpoint(ckpt_path, model, ema, opt if args.resume else None)
         state = {k: ckpt[k] for k in state}
+    images = load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0]
+    data = images[:args.train_size].to(device)
+    if not ckpt:  # EDM's σ_data: the training pixels' standard deviation
+        for net in (model, ema):
+            net.sigma_data.fill_(data.std())
+    print(f"--preset {args.preset}: UNet(width={args.width}), {sum(p.numel() for p in model.parameters()):,} "
+          f"parameters | {device}, {args.precision} | σ_data {model.sigma_data:.3f}", flush=True)
+    if ckpt:
         print(f"loaded {ckpt_path} (epoch {state['epoch']}, {state['seconds']:.0f} s of training)")
     if training:
         print(f"training for {length} on {len(data):,} images from {args.data_dir}" + (

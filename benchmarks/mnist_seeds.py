@@ -53,10 +53,12 @@ def estimate(args, n_seeds):
     threads = min(torch.get_num_threads(), 2)
     scale = (16 / args.width) ** 1.3
     training = not (args.sample_only or args.inpaint)
-    train = training * args.epochs * min(args.train_size, 60000) / (TRAIN_RATE[args.precision][threads] * scale)
+    images = args.epochs * min(args.train_size, 60000) if args.epochs else None
+    train = training * (images / (TRAIN_RATE[args.precision][threads] * scale) if images else args.minutes * 60)
     nfe = args.L * args.T if args.sampler == "ald" else args.N * {"ode": 2, "sde": 1 + args.T}.get(args.sampler, 1)
     sample = args.n_samples * nfe / (SAMPLE_RATE[args.precision][threads] * scale)
-    return (f"width {args.width}, {args.epochs} epochs of {min(args.train_size, 60000):,} images in "
+    length = f"{args.epochs} epochs" if args.epochs else f"{args.minutes:g} min"
+    return (f"width {args.width}, {length} of {min(args.train_size, 60000):,} images in "
             f"{args.precision}, {args.n_samples:,} samples by {args.sampler} ({nfe} evaluations each): "
             f"roughly {train / 60:.0f} min of training and {sample / 60:.0f} min of sampling per seed on "
             f"{threads} CPU thread(s), {n_seeds * (train + sample) / 60:.0f} min for {n_seeds} seed(s)")
@@ -74,10 +76,10 @@ def run_seed(cmd):
 
 
 def timing(lines):
-    """Training s, mean images/s over the epochs, and sampling s, as mnist_ncsn.py printed them."""
+    """Training s, images/s of the first steps, and sampling s, as mnist_ncsn.py printed them."""
     def found(pattern):
         return [float(m[1].replace(",", "")) for m in map(re.compile(pattern).match, lines) if m]
-    train, rates, sample = (found(r"training took ([\d.]+) s"), found(r"epoch .*\| ([\d,]+) img/s"),
+    train, rates, sample = (found(r"training took ([\d.]+) s"), found(r"training at ([\d,]+) img/s"),
                             found(r"sampled .* in ([\d.]+) s"))
     nan = float("nan")
     return (train[-1] if train else nan, statistics.mean(rates) if rates else nan,

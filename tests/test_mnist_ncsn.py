@@ -127,38 +127,83 @@ def test_download_from_local_mirror(tmp_path, mirror, monkeypatch):
 # ---------------------------------------------------------------------------------------- model
 def test_unet_shape_sigma_dependence_and_per_example_sigma():
     torch.manual_seed(0)
-    model = m.UNet(8)
+    model = m.UNet(8, sigma_data=0.3)
     x = torch.rand(3, 1, 28, 28)
     big, small = model(x, torch.full((3,), 1.0)), model(x, torch.full((3,), 0.01))
-    assert big.shape == small.shape == (3, 1, 28, 28)
-    # Output is (network output) / sigma; the network output itself must depend on sigma too.
+    assert big.shape == small.shape == (3, 1, 28, 28) and model.sigma_data == 0.3
+    # The score is (D_θ - x)/σ²: rescaled by σ, the outputs still differ, so F_θ sees σ too.
     rel = (big - small * 0.01).norm() / big.norm()
     assert rel > 0.05
     sigma = torch.tensor([1.0, 0.1, 0.01])
     mixed = model(x, sigma)
     for i in range(3):
         alone = model(x[i:i + 1], sigma[i:i + 1])[0]
-        assert torch.allclose(mixed[i] * sigma[i], alone * sigma[i], atol=1e-5)
+        assert torch.allclose(mixed[i] * sigma[i] ** 2, alone * sigma[i] ** 2, atol=1e-5)
+    assert m.UNet(8, sigma_data=0.25).state_dict()["sigma_data"] == 0.25  # saved with the weights
+
+
+class ExactDenoiserUNet(m.UNet):
+    """The U-Net with F_θ replaced by the F that makes D_θ the exact denoiser of N(μ, τ²) pixels."""
+
+    def __init__(self, mu, tau2, sigma_data):
+        super().__init__(8, sigma_data)
+        self.mu, self.tau2 = mu, tau2
+
+    def F(self, u, c_noise):
+        """F = (D* - c_skip x)/c_out at x = u/c_in, σ = exp(4 c_noise): D* = μ + τ²/(τ² + σ²) (x - μ)."""
+        sigma = (4 * c_noise).exp()[:, None, None, None]
+        c_skip, c_out, c_in, _ = m.precondition(sigma, self.sigma_data)
+        x = u / c_in
+        return (self.mu + self.tau2 / (self.tau2 + sigma**2) * (x - self.mu) - c_skip * x) / c_out
+
+
+@pytest.mark.parametrize("sigma_data", [0.2, 0.5])
+def test_preconditioned_score_of_the_exact_denoiser_is_a_gaussians_score(sigma_data):
+    """(D_θ - x)/σ² with D_θ = c_skip x + c_out F(c_in x, c_noise) and the exact F: -(x - μ)/(τ² + σ²)."""
+    torch.manual_seed(0)
+    mu, tau2 = 0.3, 0.04
+    net, sigma = ExactDenoiserUNet(mu, tau2, sigma_data), torch.tensor([16.0, 1.0, 0.1, 0.01])
+    x = mu + (tau2 + sigma[:, None, None, None] ** 2).sqrt() * torch.randn(4, 1, 28, 28)
+    exact = -(x - mu) / (tau2 + sigma[:, None, None, None] ** 2)
+    assert torch.allclose(net(x, sigma), exact, rtol=1e-4, atol=1e-3)  # float32 at σ = 0.01: |s| ~ 100
+    assert torch.allclose(m.tweedie(net, x[:1], 0.1), net.denoiser(x[:1], sigma[2:3]), atol=1e-6)
+    c_skip, c_out, c_in, c_noise = m.precondition(torch.tensor([1e-3, 1e3]), sigma_data)
+    assert torch.allclose(c_skip, torch.tensor([1.0, 0.0]), atol=1e-4)  # σ -> 0: D = x; σ -> ∞: D = σ_data F
+    assert torch.allclose(c_out, torch.tensor([1e-3, sigma_data]), rtol=1e-5)
+    assert torch.allclose(c_in * (torch.tensor([1e-6, 1e6]) + sigma_data**2).sqrt(), torch.ones(2), rtol=1e-3)
 
 
 # ----------------------------------------------------------------------------------------- loss
+def lognormal_mean(f, p_mean, p_std, n=20001):
+    """E f(σ) for ln σ ~ N(p_mean, p_std²), by the trapezoid rule over ±8 standard deviations."""
+    t = np.linspace(-8, 8, n)
+    return np.trapezoid(f(np.exp(p_mean + p_std * t)) * np.exp(-t**2 / 2) / math.sqrt(2 * math.pi), t)
+
+
 def test_dsm_loss_closed_forms():
     torch.manual_seed(0)
     sigmas = m.get_sigmas(1.0, 0.01, 10)
     assert torch.allclose(sigmas[[0, -1]], torch.tensor([1.0, 0.01]))
     assert torch.allclose(sigmas[1:] / sigmas[:-1], torch.full((9,), 0.01 ** (1 / 9)))
     zeros = torch.zeros(2000, 1, 28, 28)
-    # Data at a single point 0: the exact score -x/sigma^2 gives loss 0.
-    assert m.dsm_loss(lambda x, s: -x / s[:, None, None, None] ** 2, zeros, sigmas) < 1e-8
-    # A zero score gives 1/2 E||z||^2 = d/2 = 392 (standard error 0.44 here).
-    assert abs(m.dsm_loss(lambda x, s: torch.zeros_like(x), zeros, sigmas) - 392) < 2.5
-    # Gaussian data N(0, τ²), exact score -x/(τ² + σ²): d/2 E[τ²/(τ² + σ²)] over log σ uniform on
-    # [log σ_L, log σ_1], which is d/2 (1 - log((τ² + σ_1²)/(τ² + σ_L²)) / (2 log(σ_1/σ_L))).
+    # Data at a single point 0: the exact score -x/σ² gives loss 0.
+    assert m.dsm_loss(lambda x, s: -x / s[:, None, None, None] ** 2, zeros, 0.5, -1.2, 1.2) < 1e-8
+    # A zero score: E (1 + σ²/σ_data²) ‖z‖² = d (1 + E σ²/σ_data²), E σ² = exp(2 P_mean + 2 P_std²).
+    loss = m.dsm_loss(lambda x, s: torch.zeros_like(x), zeros, 0.5, -1.2, 0.5)
+    expected = 784 * (1 + math.exp(-2.4 + 0.5) / 0.25)
+    assert abs(loss / expected - 1) < 0.02, (loss, expected)  # measured 0.3% off
+    # Gaussian data N(0, τ²) and its exact score -x/(τ² + σ²): ‖σ s + z‖² has mean d τ²/(τ² + σ²), so with
+    # σ_data = τ EDM's weight 1 + σ²/τ² makes the loss d at every σ; with another σ_data, its lognormal mean.
     tau = 0.3
-    x = tau * torch.randn(100000, 1, 4, 4)  # standard error of the loss: 0.013
-    loss = m.dsm_loss(lambda x, s: -x / (tau ** 2 + s[:, None, None, None] ** 2), x, sigmas)
-    expected = 16 / 2 * (1 - math.log((tau**2 + 1) / (tau**2 + 1e-4)) / (2 * math.log(100)))
-    assert abs(loss - expected) < 0.05, (loss, expected)  # 10 discrete σ's would give 5.68
+    x = tau * torch.randn(100000, 1, 4, 4)
+    for sigma_data in [tau, 2 * tau]:
+        loss = m.dsm_loss(lambda x, s: -x / (tau**2 + s[:, None, None, None] ** 2), x, sigma_data, -1.2, 1.2)
+        expected = 16 * lognormal_mean(lambda s: (1 + s**2 / sigma_data**2) * tau**2 / (tau**2 + s**2), -1.2, 1.2)
+        assert abs(loss / expected - 1) < 0.01, (sigma_data, loss, expected)  # standard error 0.2%
+    assert abs(expected / 16 - 0.5) > 0.05  # the second case is not the first's d (it is 0.42 d)
+    # Any float dtype: σ is drawn in x's.
+    assert m.dsm_loss(lambda x, s: -x / s[:, None, None, None] ** 2, zeros[:4].double(), 0.5, -1.2, 1.2).dtype \
+        == torch.float64
 
 
 class LinearScore(torch.nn.Module):
@@ -178,7 +223,7 @@ def dsm_at(a, mean, n=100_000):
     torch.manual_seed(0)
     x = 0.3 + 0.2 * torch.randn(n, 1, 2, 2)
     model = LinearScore(a, mean, 0.04)
-    loss = m.dsm_loss(model, x, m.get_sigmas(16.0, 0.01, 2))
+    loss = m.dsm_loss(model, x, 0.2, -1.2, 1.2)
     loss.backward()
     return loss.item(), torch.stack([model.a.grad, model.m.grad])
 
@@ -187,24 +232,23 @@ def test_dsm_loss_is_smallest_with_zero_gradient_at_the_exact_score():
     best, g_opt = dsm_at(-1.0, 0.3)
     for a, mean in [(-0.9, 0.3), (-1.1, 0.3), (-1.0, 0.2), (-1.0, 0.4)]:
         assert dsm_at(a, mean)[0] > best + 1e-3, (a, mean)
-    assert g_opt.abs().max() < 0.03  # measured 7.6e-3: sampling noise of 100,000 images
-    assert dsm_at(-1.1, 0.4)[1].abs().max() > 0.3  # measured 0.82: the test would catch a wrong optimum
+    assert g_opt.abs().max() < 0.5  # measured 0.14: sampling noise of 100,000 images (EDM's weight is heavy-tailed)
+    assert dsm_at(-1.1, 0.4)[1].abs().min() > 5  # measured 15 and 35: the test would catch a wrong optimum
 
 
 def test_bf16_autocast_gives_the_float32_loss_and_gradient():
     torch.manual_seed(0)
-    model, x = m.UNet(8), m.load_mnist(DATA)[0][:64]
-    sigmas = torch.tensor([16.0, 0.01])
+    model, x = m.UNet(8, sigma_data=0.3), m.load_mnist(DATA)[0][:64]
     losses, grads = [], []
     for bf16 in [False, True]:
         torch.manual_seed(1)  # the same σ's and noise
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            loss = m.dsm_loss(model, x, sigmas)
+            loss = m.dsm_loss(model, x, model.sigma_data, -1.2, 1.2)
         model.zero_grad()
         loss.backward()
         losses.append(loss)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    assert losses[1].dtype == torch.float32 and model(x, sigmas[:1].expand(64)).dtype == torch.float32
+    assert losses[1].dtype == torch.float32 and model(x, torch.full((64,), 0.5)).dtype == torch.float32
     # bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2% an operation): measured 5e-5 on
     # the loss and 0.5% on the gradient, whose norm a wrong cast (bf16 loss, EMA) would move more.
     assert abs(losses[1] / losses[0] - 1) < 2e-3, losses
@@ -214,8 +258,7 @@ def test_bf16_autocast_gives_the_float32_loss_and_gradient():
 def test_dsm_loss_falls_on_small_subset():
     torch.manual_seed(0)
     data = m.load_mnist(DATA)[0][:256]
-    sigmas = m.get_sigmas(1.0, 0.01, 10)
-    model = m.UNet(8)
+    model = m.UNet(8, sigma_data=data.std().item())
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
 
     def held_out():
@@ -223,13 +266,13 @@ def test_dsm_loss_falls_on_small_subset():
         state = torch.random.get_rng_state()
         torch.manual_seed(123)  # the same noise and sigmas before and after training
         with torch.no_grad():
-            loss = m.dsm_loss(model, data[:128], sigmas).item()
+            loss = m.dsm_loss(model, data[:128], model.sigma_data, -1.2, 1.2).item()
         torch.random.set_rng_state(state)
         return loss
 
     before = held_out()
     for _ in range(40):
-        loss = m.dsm_loss(model, data[torch.randint(256, (32,))], sigmas)
+        loss = m.dsm_loss(model, data[torch.randint(256, (32,))], model.sigma_data, -1.2, 1.2)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -300,20 +343,36 @@ def test_the_prior_is_the_toys_own():
     assert torch.allclose(prior.stddev, (256 + images.var(0)).sqrt())
 
 
-# Relative error of the variance after 300 σ's, measured on 80,000 pixels (sampling error ±0.005): the
-# SDE's Euler-Maruyama step adds variance, DDPM's and DDIM's steps lose some, Heun's ODE is exact.
-VARIANCE_ERROR = {"reverse_sde": 0.034, "probability_flow_ode": -0.0004, "ddpm": -0.016, "ddim": -0.013}
+def test_karras_sigmas_endpoints_spacing_and_rho():
+    sigmas = m.karras_sigmas(16.0, 0.01, 18)
+    assert len(sigmas) == 18 and torch.allclose(sigmas[[0, -1]], torch.tensor([16.0, 0.01]))
+    assert (sigmas[1:] < sigmas[:-1]).all()
+    roots = sigmas ** (1 / 7)  # equal steps in σ^(1/ρ), ρ = 7 (EDM eq. 5)
+    assert torch.allclose(roots[1:] - roots[:-1], (roots[-1] - roots[0]) / 17 * torch.ones(17), atol=1e-6)
+    ratios = sigmas[1:] / sigmas[:-1]  # unlike geometric σ's, the steps shrink in ratio towards σ_L
+    assert ratios[0] > 0.7 and ratios[-1] < 0.5
+    assert torch.allclose(m.karras_sigmas(16.0, 0.01, 18, rho=1e4), m.get_sigmas(16.0, 0.01, 18), rtol=1e-2)
+
+
+# Relative error of the variance, measured on 80,000 pixels (sampling error ±0.005): after 300 geometric σ's
+# the SDE's Euler-Maruyama step adds variance, DDPM's and DDIM's steps lose some, Heun's ODE is exact; 100
+# Karras σ's take longer steps where σ ≈ τ and keep more of each error.
+VARIANCE_ERROR = {"reverse_sde": (0.034, 0.080), "probability_flow_ode": (-0.0004, 0.0011), "ddpm": (-0.016, -0.091),
+                  "ddim": (-0.013, -0.043)}
 
 
 @pytest.mark.parametrize("name", list(VARIANCE_ERROR))
-def test_samplers_give_a_gaussians_mean_and_variance(name):
-    """From the Gaussian prior at σ_1 = 16 down to σ_L = 0.01 in 300 σ's, images of N(0.3, 0.2²)."""
+@pytest.mark.parametrize("schedule", ["geometric", "karras"])
+def test_samplers_give_a_gaussians_mean_and_variance(name, schedule):
+    """From the Gaussian prior at σ_1 = 16 down to σ_L = 0.01 (300 geometric or 100 Karras σ's), N(0.3, 0.2²)."""
     torch.manual_seed(0)
     mu, tau2 = 0.3, 0.04
     x0 = mu + math.sqrt(tau2 + 256) * torch.randn(20000, 1, 2, 2)
-    x, _ = getattr(m, name)(image_gaussian_score(mu, tau2), x0, m.get_sigmas(16.0, 0.01, 300), denoise=False)
+    sigmas = m.get_sigmas(16.0, 0.01, 300) if schedule == "geometric" else m.karras_sigmas(16.0, 0.01, 100)
+    x, _ = getattr(m, name)(image_gaussian_score(mu, tau2), x0, sigmas, denoise=False)
     assert abs(x.mean() - mu) < 0.005, x.mean()  # standard error 0.0007
-    assert abs(x.var() / (tau2 + 0.01**2) - 1 - VARIANCE_ERROR[name]) < 0.015, x.var()
+    error = VARIANCE_ERROR[name][schedule == "karras"]
+    assert abs(x.var() / (tau2 + 0.01**2) - 1 - error) < 0.015, x.var()
 
 
 def test_anneal_langevin_inpaint_gives_gaussian_conditional():
@@ -373,32 +432,34 @@ def test_masks_and_progress_lines(capsys):
 # ----------------------------------------------------------------------------------- checkpoint
 def test_checkpoint_round_trip_and_validation(tmp_path):
     torch.manual_seed(0)
-    sigmas = torch.tensor([16.0, 0.01])  # dsm_loss's range
-    model, ema = m.UNet(8), m.UNet(8)
+    model, ema = m.UNet(8, sigma_data=0.3), m.UNet(8, sigma_data=0.3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss = m.dsm_loss(model, torch.rand(4, 1, 28, 28), sigmas)
+    loss = m.dsm_loss(model, torch.rand(4, 1, 28, 28), 0.3, -1.2, 1.2)
     loss.backward()
     opt.step()
     path = tmp_path / "ckpt.pt"
     m.save_checkpoint(path, model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                      epoch=3, sigmas=sigmas, losses=[2.0, 1.0], args={"width": 8})
+                      recipe="edm", epoch=3, losses=[2.0, 1.0], args={"width": 8})
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # the temp file was renamed
     torch.manual_seed(1)
-    model2, ema2 = m.UNet(8), m.UNet(8)
+    model2, ema2 = m.UNet(8), m.UNet(8)  # σ_data 0.5 until the checkpoint's 0.3 is read
     opt2 = torch.optim.Adam(model2.parameters(), lr=1e-3)
-    ckpt = m.load_checkpoint(path, model2, ema2, sigmas, opt2)
-    assert ckpt["epoch"] == 3 and ckpt["losses"] == [2.0, 1.0]
+    ckpt = m.load_checkpoint(path, model2, ema2, opt2)
+    assert ckpt["epoch"] == 3 and ckpt["losses"] == [2.0, 1.0] and model2.sigma_data == 0.3
     x, s = torch.rand(2, 1, 28, 28), torch.tensor([0.5, 0.05])
     assert torch.equal(model(x, s), model2(x, s)) and torch.equal(ema(x, s), ema2(x, s))
     assert torch.equal(opt.state_dict()["state"][0]["exp_avg"],
                        opt2.state_dict()["state"][0]["exp_avg"])
     with pytest.raises(m.UserError, match="made with --width 8, this run uses --width 16"):
-        m.load_checkpoint(path, m.UNet(16), m.UNet(16), sigmas)
-    with pytest.raises(m.UserError, match="trained on σ from 16 to 0.01, this run uses 1 to 0.01"):
-        m.load_checkpoint(path, m.UNet(8), m.UNet(8), torch.tensor([1.0, 0.01]))
+        m.load_checkpoint(path, m.UNet(16), m.UNet(16))
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(m.UserError, match="not a readable checkpoint"):
-        m.load_checkpoint(tmp_path / "junk.pt", m.UNet(8), m.UNet(8), sigmas)
+        m.load_checkpoint(tmp_path / "junk.pt", m.UNet(8), m.UNet(8))
+    # The previous recipe's checkpoints (no EDM preconditioning) are refused, not misread.
+    m.save_checkpoint(path, model=model.state_dict(), ema=ema.state_dict(), dsm="log-uniform",
+                      args={"width": 8})
+    with pytest.raises(m.UserError, match="ckpt.pt: written by an earlier mnist_ncsn.py, whose U-Net had no EDM"):
+        m.load_checkpoint(path)
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -413,10 +474,10 @@ def one_epoch(tmp_path_factory):
 
 def test_cli_writes_every_output(one_epoch):
     out, stdout = one_epoch
-    first = stdout.splitlines()[0]  # said at once: preset, precision, size and time
-    assert first.startswith("--preset cpu on the CPU in bf16 (width 8" if m.bf16_native()
-                            else "--preset cpu on the CPU in fp32 (width 8"), first
-    assert "UNet(width=8): 26,025 parameters" in stdout
+    first = stdout.splitlines()[0]  # said at once: preset, size, device and precision
+    assert first.startswith("--preset cpu: UNet(width=8), 26,025 parameters | cpu, "
+                            + ("bf16" if m.bf16_native() else "fp32") + " | σ_data 0.3"), first
+    assert "training for 1 epochs on 32 images" in stdout
     samples = np.load(out / "samples.npy")
     assert samples.shape == (4, 28, 28) and samples.dtype == np.float32
     assert samples.min() >= 0 and samples.max() <= 1 and samples.std() > 0
@@ -425,6 +486,7 @@ def test_cli_writes_every_output(one_epoch):
         assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 5000
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and len(ckpt["losses"]) == 1 and ckpt["args"]["width"] == 8
+    assert ckpt["step"] == 2 and ckpt["recipe"] == "edm" and 0 < ckpt["seconds"] < 60
 
 
 def test_cli_resume_download_and_sample_only(one_epoch, tmp_path, mirror):
@@ -434,7 +496,7 @@ def test_cli_resume_download_and_sample_only(one_epoch, tmp_path, mirror):
     rc, stdout, err = cli(*TINY, "--data-dir", DATA, "--epochs", 2, "--out", resumed, "--resume",
                           cwd=tmp_path)
     assert rc == 0, err
-    assert "loaded" in stdout and "(epoch 1)" in stdout and "epochs 2..2" in stdout
+    assert "(epoch 1, 0 s of training)" in stdout and "training for 2 epochs" in stdout
     # The uninterrupted two-epoch run, with MNIST downloaded from the local mirror.
     straight = tmp_path / "straight"
     rc, stdout, err = cli(*TINY, "--data-dir", tmp_path / "data", "--mirror", mirror,
@@ -471,23 +533,20 @@ def test_cli_every_sampler_and_precision(one_epoch, tmp_path, sampler, precision
     assert samples.shape == (4, 28, 28) and np.isfinite(samples).all() and samples.std() > 0
 
 
-def test_cli_checkpoint_trained_on_fixed_sigmas(one_epoch, tmp_path):
-    """Trained on 10 fixed σ's (no "dsm" key): it samples by ALD at those σ's, and nothing else."""
-    first, _ = one_epoch
-    ckpt = torch.load(first / "checkpoint.pt", weights_only=True)
-    del ckpt["dsm"]
-    ckpt["sigmas"] = m.get_sigmas(1.0, 0.01, 10)
-    ckpt["args"].update(sigma_1=1.0, L=10, T=2, eps=4e-5)
-    torch.save(ckpt, tmp_path / "old.pt")
-    rc, stdout, err = cli("--sample-only", "--ckpt", tmp_path / "old.pt", "--out", tmp_path, "--data-dir",
-                          DATA, "--n-samples", 2, cwd=tmp_path)
+def test_cli_minutes_trains_to_the_clock_and_resumes(tmp_path):
+    """--minutes stops at the budget, mid-epoch if need be, and a resumed run keeps what was spent."""
+    out = tmp_path / "clock"
+    rc, stdout, err = cli(*TINY, "--train-size", 500, "--data-dir", DATA, "--minutes", 0.05, "--out", out,
+                          cwd=tmp_path)
     assert rc == 0, err
-    assert "sampled 2 images by ald (L=10, T=2, ε=4e-05): 21 network evaluations" in stdout
-    for flags in [["--sampler", "ode"], ["--L", "20"], ["--likelihood"], ["--resume"]]:
-        rc, _, err = cli("--ckpt", tmp_path / "old.pt", "--out", tmp_path, "--data-dir", DATA,
-                         *(["--sample-only"] if "--resume" not in flags else []), *flags, cwd=tmp_path)
-        assert_clean_error(rc, err, "old.pt: trained on 10 fixed σ's, not on σ drawn between",
-                           "train a new model")
+    assert "training for 0.05 min on 500 images" in stdout
+    assert "training at " in stdout and "img/s (its first steps): about 0.0 min, " in stdout  # after 21 steps
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 3 <= ckpt["seconds"] < 4 and ckpt["args"]["minutes"] == 0.05 and ckpt["args"]["epochs"] is None
+    rc, stdout, err = cli(*TINY, "--data-dir", DATA, "--minutes", 0.1, "--out", out, "--resume", cwd=tmp_path)
+    assert rc == 0, err
+    again = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 6 <= again["seconds"] < 7 and again["step"] > ckpt["step"] and len(again["losses"]) > len(ckpt["losses"])
 
 
 def test_cli_inpaint(one_epoch, tmp_path):
@@ -514,26 +573,28 @@ def test_cli_inpaint(one_epoch, tmp_path):
 
 def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
     first, _ = one_epoch
-    for argv, message in [(["--epochs", "0"], "--epochs must be at least 1"),
+    for argv, message in [(["--epochs", "0"], "argument --epochs: must be above 0, not 0"),
+                          (["--epochs", "2", "--minutes", "3"], "argument --minutes: not allowed with argument --epochs"),
+                          (["--minutes", "inf"], "argument --minutes: must be above 0, not inf"),
                           (["--inpaint", "diagonal"], "argument --inpaint: invalid choice"),
-                          (["--n-inpaint", "0"], "--n-inpaint must be at least 1"),
-                          (["--n-completions", "-1"], "--n-completions must be at least 1"),
+                          (["--n-inpaint", "0"], "argument --n-inpaint: must be above 0, not 0"),
+                          (["--n-completions", "-1"], "argument --n-completions: must be above 0, not -1"),
                           (["--inpaint", "right", "--resume"], "does not go with --resume"),
-                          (["--n-samples", "-3"], "--n-samples must be at least 1"),
-                          (["--sigma-L", "20"], "--sigma-1 must be finite and larger"),
+                          (["--n-samples", "3.5"], "argument --n-samples: invalid int value: '3.5'"),
+                          (["--sigma-L", "20"], "--sigma-1 must be larger than --sigma-L"),
                           (["--L", "1"], "--L must be at least 2"),
                           (["--sampler", "ode", "--N", "1"], "--N must be at least 2"),
                           (["--T", "0"], "--T must be at least 1"),
-                          (["--sample-batch", "0"], "--sample-batch must be at least 1"),
+                          (["--schedule", "cosine"], "argument --schedule: invalid choice"),
                           (["--precision", "fp16"], "argument --precision: invalid choice"),
                           (["--inpaint", "top", "--sampler", "ddpm"], "does not go with --sampler ddpm"),
-                          (["--eps", "nan"], "--eps must be a positive number"),
+                          (["--eps", "nan"], "argument --eps: must be above 0, not nan"),
                           (["--width", "12"], "--width must be a multiple of 8")]:
         with pytest.raises(SystemExit) as e:
             m.parse_args(argv)
         assert e.value.code == 2 and message in capsys.readouterr().err
     rc, _, err = cli("--train-size", "0", cwd=tmp_path)
-    assert rc == 2 and err.strip().splitlines()[-1].endswith("--train-size must be at least 1")
+    assert rc == 2 and err.strip().splitlines()[-1].endswith("argument --train-size: must be above 0, not 0")
     # No data and no network: one line naming the folder and the four files.
     rc, _, err = cli(*TINY, "--data-dir", tmp_path / "none", "--mirror", DEAD, "--out",
                      tmp_path / "o1", cwd=tmp_path)
