@@ -4,13 +4,14 @@ digits and to measure the likelihood of test digits.
 
 Song & Ermon, "Generative Modeling by Estimating Gradients of the Data Distribution", NeurIPS 2019,
 arXiv:1907.05600. A small U-Net s_θ(x, σ) learns the score of MNIST perturbed by Gaussian noise of
-every σ from σ_L to σ_1 (eq. (5)-(6)); Algorithm 1 walks noise down L geometric levels, and
-Algorithm 2 (appendix) does the same with some pixels held at a given image: inpainting. The same
-network is also sampled by the reverse SDE (by default, with Langevin corrector steps), the
-probability-flow ODE, DDPM and DDIM (Song et al. 2021, arXiv:2011.13456), as in toy_ncsn.py, and the
-ODE gives its bits per dimension on test digits.
+every σ (eq. (5)-(6)), trained as EDM does (Karras et al. 2022, arXiv:2206.00364: preconditioning, σ
+distribution, loss weight); Algorithm 1 walks noise down L geometric levels, and Algorithm 2
+(appendix) does the same with some pixels held at a given image: inpainting. The same network is
+also sampled by the reverse SDE (by default, with Langevin corrector steps), the probability-flow
+ODE, DDPM and DDIM (Song et al. 2021, arXiv:2011.13456), as in toy_ncsn.py, on EDM's σ's, and the ODE
+gives its bits per dimension on test digits.
 
-    python mnist_ncsn.py                        # without CUDA a CPU-sized run (~10 min), else full
+    python mnist_ncsn.py                        # without CUDA 10 min of training on the CPU, else full
     python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 64)
     python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt --sampler ald
     python mnist_ncsn.py --inpaint right --ckpt out/mnist/checkpoint.pt
@@ -323,7 +324,7 @@ def sigma_like(x, sigma):
 
 
 def tweedie(score, x, sigma):
-    """E[x_0 | x] = x + σ² s_θ(x, σ), Tweedie's formula: the noise-free last step of every sampler."""
+    """E[x_0 | x] = x + σ² s_θ(x, σ), Tweedie's formula, = D_θ(x, σ): the noise-free last step of every sampler."""
     return x + sigma**2 * score(x, sigma_like(x, sigma))
 
 
@@ -605,7 +606,7 @@ def parse_args(argv=None):
     add("--device", choices=["auto", "cpu", "cuda"], default="auto",
         help="auto = CUDA when present (default: auto)")
     add("--preset", choices=["auto", "cpu", "gpu"], default="auto", help="defaults of the training "
-        "flags below; gpu: full run, cpu: sized for ten minutes on a 2-core CPU, auto (default): gpu "
+        "flags below; gpu: full run, cpu: ten minutes of training on any CPU, auto (default): gpu "
         "on CUDA, else cpu")
     add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network "
         "under bf16 autocast (the loss, σ division, sampler and EMA stay float32); auto (default): "
