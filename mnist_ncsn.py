@@ -262,12 +262,8 @@ def train(model, ema, opt, data, args, state, ckpt_path):
             if first is None:  # rates count from the end of the first step, which compiles
                 first = state["step"], state["seconds"]
             elif state["step"] == first[0] + 20 or time.time() - t_print > 15:
-                t_print, rate = time.time(), (state["step"] - first[0]) * batch / (state["seconds"] - first[1])
-                left = budget - state["seconds"] if budget else (args.epochs * steps - state["step"]) * batch / rate
-                print((f"training at {rate:,.0f} img/s (its first steps): about {left / 60:.1f} min"
-                       + (f", {rate * left / (steps * batch):.0f} epochs" if budget else "") + " to go")
-                      if state["step"] == first[0] + 20 else f"  epoch {state['epoch']} step {i + 1:>5}/{steps} | "
-                      f"loss {loss.item():.4f} | {rate:,.0f} img/s | {max(left, 0):.0f} s left", flush=True)
+                t_print = time.time()
+                print(progress(state, first, i, batch, steps, budget, args.epochs, loss), flush=True)
             if budget and state["seconds"] >= budget:
                 break
         mean = total.item() / n
@@ -279,6 +275,18 @@ def train(model, ema, opt, data, args, state, ckpt_path):
                         recipe="edm", args=vars(args), **state)
         print(f"epoch {state['epoch']:>3}{'' if budget else f'/{args.epochs}'} | loss {mean:.4f} | "
               f"{state['seconds']:.0f} s", flush=True)
+
+
+def progress(state, first, i, batch, steps, budget, epochs, loss):
+    """Training's line: after its first 20 timed steps the rate and the time (for --minutes, the epochs) the
+    run will take, then the epoch, step i, loss, rate and time left."""
+    rate = (state["step"] - first[0]) * batch / (state["seconds"] - first[1])
+    left = budget - state["seconds"] if budget else (epochs * steps - state["step"]) * batch / rate
+    if state["step"] == first[0] + 20:
+        return (f"training at {rate:,.0f} img/s (the first 20 steps): about {left / 60:.1f} min"
+                + (f", {rate * left / (steps * batch):.0f} epochs" if budget else "") + " to go")
+    return (f"  epoch {state['epoch']} step {i + 1:>5}/{steps} | loss {loss.item():.4f} | {rate:,.0f} img/s | "
+            f"{max(left, 0):.0f} s left")
 
 
 def save_checkpoint(path, **state):
@@ -564,11 +572,11 @@ PRESETS = {
     "gpu": dict(epochs=20, minutes=None, batch_size=128, lr=1e-3, ema_halflife=0.05, train_size=60000, width=64),
     "cpu": dict(epochs=None, minutes=10.0, batch_size=32, lr=2e-3, ema_halflife=0.05, train_size=10000, width=16),
 }
-# Sampling defaults, by measurement on the CPU preset's models (docs/results.md), ~300 evaluations each:
+# Sampling defaults, by measurement on the CPU preset's models (docs/results.md):
 # the reverse SDE on 100 σ's with 2 Langevin corrector steps after each (predictor-corrector) draws the
 # best digits; ALD on NCSNv2's L (Technique 2 for 784 pixels: σ_{i-1}/σ_i = 1.082) at ε four times Technique 4's.
 SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 1e-4
-SAMPLER_N = {"sde": 100, "ode": 150, "ddpm": 300, "ddim": 300}  # σ's stepped through
+SAMPLER_N = {"sde": 100, "ode": 18, "ddpm": 300, "ddim": 50}  # Karras σ's stepped through
 # σ_1 = 16: the largest distance between two of the 10,000 training digits (NCSNv2's Technique 1).
 SIGMA_1, SIGMA_L = 16.0, 0.01
 SAMPLE_BATCH = 100  # one batch of 1,000 images costs 1.4x per image on a CPU (measured)
@@ -828,7 +836,7 @@ def run(args):
         return likelihood(args, ema, prior, device, out)
     t0 = time.time()
     x, trace, levels, nfe = sample(args, ema, prior, device)
-    how = (f"L={args.L}, T={args.T}, ε={args.eps:.3g}" if args.sampler == "ald" else f"N={args.N}"
+    how = (f"L={args.L}, T={args.T}, ε={args.eps:.3g}" if args.sampler == "ald" else f"N={args.N} {args.schedule}"
            + (f", T={args.T}, ε={args.eps:.3g}" if args.sampler == "sde" and args.T else ""))
     print(f"sampled {args.n_samples} images by {args.sampler} ({how}): {nfe} network evaluations "
           f"each, in {time.time() - t0:.1f} s")

@@ -540,7 +540,7 @@ def test_cli_minutes_trains_to_the_clock_and_resumes(tmp_path):
                           cwd=tmp_path)
     assert rc == 0, err
     assert "training for 0.05 min on 500 images" in stdout
-    assert "training at " in stdout and "img/s (its first steps): about 0.0 min, " in stdout  # after 21 steps
+    assert "training at " in stdout and "img/s (the first 20 steps): about 0.0 min, " in stdout  # after 21 steps
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 3 <= ckpt["seconds"] < 4 and ckpt["args"]["minutes"] == 0.05 and ckpt["args"]["epochs"] is None
     rc, stdout, err = cli(*TINY, "--data-dir", DATA, "--minutes", 0.1, "--out", out, "--resume", cwd=tmp_path)
