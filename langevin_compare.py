@@ -13,7 +13,7 @@ p = 1/5 N((-5,-5), I) + 4/5 N((5,5), I) is sampled three ways, all
 starting from the same points drawn uniformly on [-8,8]² (the paper's Figure 3):
   iid       exact samples of p, for reference;
   Langevin  plain Langevin dynamics, x <- x + (ε/2) ∇ₓ log p(x) + √ε z, ε = 0.1, T = 1000
-            (the official code's toy defaults);
+            (the official code's toy defaults; --plain-eps, --plain-T);
   ALD       annealed Langevin dynamics, Algorithm 1: 10 geometric σ's from 20 down to σ_L,
             100 steps per level, α_i = ε σ_i²/σ_L².
 Each runs twice: with the exact (closed-form) scores, and with a small σ-conditioned MLP
@@ -28,8 +28,8 @@ bounds ε: at large σ the step over the level's variance is α_1 / (1 + σ_1²)
 ε = 0.005 keeps that at 0.5, below the instability threshold of 4 and with a small discretisation
 bias. The price: the levels with σ < 1 take small steps, but their densities differ little.
 
-Run:  python langevin_compare.py              (3.2: 29 s on one CPU core; --exact-only: 20 s, no training)
-      python langevin_compare.py --manifold   (3.1 only: 23 s on one CPU core)
+Run:  python langevin_compare.py              (3.2; --exact-only: exact scores, no training)
+      python langevin_compare.py --manifold   (3.1 only)
       python langevin_compare.py --help
 Paper: Song & Ermon, "Generative Modeling by Estimating Gradients of the Data Distribution",
 NeurIPS 2019, arXiv:1907.05600.
@@ -46,6 +46,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+
+
+class UserError(Exception):
+    """A run gone wrong or settings that cannot work; main() prints it as one line and exits."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -144,8 +148,8 @@ def dsm_loss(score, x, sigmas):
     σ is drawn log-uniformly between σ_L and σ_1, the continuous form of eq. (6)'s average over the
     geometric σ_i, as in toy_ncsn.py and mnist_ncsn.py.
     """
-    log_1, log_L = math.log(sigmas[0].item()), math.log(sigmas[-1].item())
-    sigma = torch.exp(log_L + (log_1 - log_L) * torch.rand(len(x), device=x.device))
+    log_1, log_L = sigmas[0].log(), sigmas[-1].log()  # tensors: no wait for the GPU, as .item() would
+    sigma = torch.exp(log_L + (log_1 - log_L) * torch.rand(len(x), device=x.device, dtype=x.dtype))
     z = torch.randn_like(x)
     # σ² ‖s + (x̃ - x)/σ²‖² = ‖σ s + z‖²: the same quantity, without dividing by a tiny σ².
     return 0.5 * ((sigma[:, None] * score(x + sigma[:, None] * z, sigma) + z) ** 2).sum(1).mean()
@@ -168,7 +172,7 @@ def train(mix, sigmas, steps, batch=256, lr=1e-2):
         if step % max(1, steps // 5) == 0 or step == steps:
             value, rate = loss.item(), step / (time.time() - t0)
             if not math.isfinite(value):
-                sys.exit(f"langevin_compare.py: error: DSM loss is {value} at step {step}")
+                raise UserError(f"DSM loss is {value} at step {step}")
             print(f"step {step}/{steps} | loss {value:.4f} | {rate:.0f} steps/s | {(steps - step) / rate:.0f} s left")
     print(f"trained in {time.time() - t0:.1f} s")
     return net.eval()
@@ -188,18 +192,22 @@ def train_score_matching(sigma, steps, batch=256, lr=3e-3, device="cpu"):
         losses.append(loss.detach())
     losses = torch.stack(losses).cpu()
     if not torch.isfinite(losses).all():
-        sys.exit(f"langevin_compare.py: error: eq. (1) loss at σ = {sigma:g} became {losses[-1].item()}")
+        raise UserError(f"eq. (1) loss at σ = {sigma:g} became {losses[-1].item()}")
     print(f"σ = {sigma:<5g} {steps} steps of eq. (1) in {time.time() - t0:.1f} s", flush=True)
     return net.eval(), losses
 
 
 # ----------------------------------------------------------------------------- sampler
+def sigma_like(x, sigma):
+    """σ once per point of x: the form the network takes."""
+    return torch.full((len(x),), sigma, device=x.device, dtype=x.dtype)
+
+
 @torch.no_grad()
 def langevin(score, x, sigma, alpha, T):
-    """Plain Langevin dynamics at one noise level σ: T steps of x <- x + (α/2) s_θ(x, σ) + √α z."""
-    s = torch.full((x.shape[0],), float(sigma), device=x.device)
+    """Langevin dynamics at one noise level: T steps x <- x + (α/2) s_θ(x, σ) + √α z."""
     for _ in range(T):
-        x = x + alpha / 2 * score(x, s) + math.sqrt(alpha) * torch.randn_like(x)
+        x = x + alpha / 2 * score(x, sigma_like(x, sigma)) + math.sqrt(alpha) * torch.randn_like(x)
     return x
 
 
@@ -207,18 +215,13 @@ def langevin(score, x, sigma, alpha, T):
 def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
     """Annealed Langevin dynamics, Algorithm 1: T steps x <- x + (α_i/2) s_θ(x, σ_i) + √α_i z per level,
     α_i = ε σ_i²/σ_L². The official code's step_lr is α/2 (x <- x + step_lr s + √(2 step_lr) z).
-    Returns (x, trace), trace[i] = x at the end of level i; `denoise` adds a last step
+    Returns (x, trace), trace[0] the start and trace[i] x after level i; `denoise` adds a last step
     x + σ_L² s_θ(x, σ_L) (Tweedie's formula) that is not in trace."""
-    trace, sigma_L = [], sigmas[-1].item()
+    trace, sigma_L = [x], sigmas[-1].item()
     for sigma in sigmas.tolist():
-        alpha = eps * sigma**2 / sigma_L**2
-        s = torch.full((x.shape[0],), sigma, device=x.device)
-        for _ in range(T):
-            x = x + alpha / 2 * score(x, s) + math.sqrt(alpha) * torch.randn_like(x)
-        trace.append(x.clone())
-    if denoise:
-        x = x + sigmas[-1] ** 2 * score(x, sigmas[-1].expand(x.shape[0]))
-    return x, trace
+        x = langevin(score, x, sigma, eps * sigma**2 / sigma_L**2, T)
+        trace.append(x)
+    return (x + sigma_L**2 * score(x, sigma_like(x, sigma_L)) if denoise else x), trace
 
 
 def share_curve(score, x, sigma, eps, max_steps, keep, points=25):
@@ -243,7 +246,7 @@ def radial_score(score, r, n_angles=360):
     return radial.mean(1), radial.quantile(0.1, dim=1), radial.quantile(0.9, dim=1)
 
 
-def plot_manifold(runs, shown, path, radius=2.0):
+def fig_manifold(runs, shown, path, radius=2.0):
     """Section 3.1: eq. (1) against steps with each optimum; the learned score near the ring at σ = 0 and `shown`."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 9.6))
     nets = {sigma: net.cpu() for sigma, net, _ in runs}
@@ -306,7 +309,7 @@ def density_grid(mix, lim, sigma=0.0, n=200):
     return xx.cpu(), yy.cpu(), logp.clamp_min(logp.max() - 12).cpu()  # log scale: both modes show
 
 
-def plot_samples(rows, mix, lim, path):
+def fig_samples(rows, mix, lim, path):
     """Figure 3 of the paper: iid / Langevin / ALD samples over the density, one row per score source."""
     xx, yy, dens = density_grid(mix, lim)
     fig, axes = plt.subplots(len(rows), 3, figsize=(10.5, 3.6 * len(rows)), squeeze=False)
@@ -322,7 +325,7 @@ def plot_samples(rows, mix, lim, path):
     plt.close(fig)
 
 
-def plot_share(curves, weight, path):
+def fig_share(curves, weight, path):
     """(d,d)-mode share against the number of Langevin steps, log axis, with the true weight."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, (steps, shares), style in curves:
@@ -337,7 +340,7 @@ def plot_share(curves, weight, path):
     plt.close(fig)
 
 
-def plot_scores(mix, sigmas, lim, path):
+def fig_scores(mix, sigmas, lim, path):
     """Perturbed densities p_σ and their exact score fields at four of the σ's."""
     picks = sorted({0, len(sigmas) // 3, 2 * len(sigmas) // 3, len(sigmas) - 1})
     fig, axes = plt.subplots(1, len(picks), figsize=(3.4 * len(picks), 3.6))
@@ -358,7 +361,7 @@ def plot_scores(mix, sigmas, lim, path):
     plt.close(fig)
 
 
-def make_gif(trace, sigmas, mix, lim, path):
+def fig_gif(trace, sigmas, mix, lim, path):
     """Animate ALD level by level over the data density (PillowWriter)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
@@ -369,9 +372,9 @@ def make_gif(trace, sigmas, mix, lim, path):
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="x", ylabel="y", aspect="equal")
 
     def frame(i):
-        """Move the dots to the samples after level i."""
+        """Move the dots to the samples after level i (i = 0: the start)."""
         dots.set_offsets(trace[i].cpu().numpy())
-        ax.set_title(rf"ALD, exact scores: level {i + 1}, $\sigma$={sigmas[i]:.2g}")
+        ax.set_title(rf"ALD, exact scores: level {i}, $\sigma$={sigmas[max(i - 1, 0)]:.2g}" if i else "ALD: the start")
 
     FuncAnimation(fig, frame, frames=len(trace)).save(path, writer=PillowWriter(fps=2))
     plt.close(fig)
@@ -393,60 +396,57 @@ def manifold(sigmas, steps, seed, out, device):
         print(f"{f'σ = {sigma:g}':29s}" + "".join(f"{losses[e - window:e].mean().item():11.1f}" for e in ends)
               + f"   {optimum}")
     shown = min(sigmas, key=lambda s: abs(math.log(s / 0.05)))  # a σ whose minimum is reached in a short run
-    plot_manifold(runs, shown, os.path.join(out, "langevin_manifold.png"))
+    fig_manifold(runs, shown, os.path.join(out, "langevin_manifold.png"))
     print(f"figure written to {out}/langevin_manifold.png")
+
+
+WEIGHT, DISTANCE = 0.8, 5.0  # the paper's mixture: 1/5 N((-5,-5), I) + 4/5 N((5,5), I)
+LONG_STEPS, MANIFOLD_STEPS = 100_000, 1000  # plain Langevin's steps in the share figure; Adam steps of eq. (1)
+
+
+def positive(kind):
+    """An argparse type: a finite number of `kind` (int or float) above 0."""
+    def parse(text):
+        value = kind(text)  # a ValueError becomes argparse's "invalid int value"
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def parse_args(argv=None):
     """Command-line flags; bad values end in a one-line error."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--manifold", action="store_true",
-                   help="run Section 3.1 only: eq. (1) on a ring, on it and with noise; writes langevin_manifold.png")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed on CPU, same outputs (default: 0)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: CUDA when present (default: auto)")
-    p.add_argument("--out", default="out/langevin_compare", help="figure directory (default: out/langevin_compare)")
-    g = p.add_argument_group("Section 3.1, the manifold hypothesis (with --manifold)")
-    g.add_argument("--manifold-sigmas", type=float, nargs="+", default=[0.01, 0.05, 0.2], metavar="SIGMA",
-                   help="the noise levels σ > 0 beside σ = 0 (default: 0.01 0.05 0.2)")
-    g.add_argument("--manifold-steps", type=int, default=1000, help="Adam steps of eq. (1) per σ (default: 1000)")
-    g = p.add_argument_group("Section 3.2, low-density regions (the default run)")
-    g.add_argument("--weight", type=float, default=0.8, help="weight of the (d,d) mode, in (0,1) (default: 0.8)")
-    g.add_argument("--distance", type=float, default=5.0, help="the modes sit at (-d,-d) and (d,d) (default: 5.0)")
-    g.add_argument("--n-samples", type=int, default=1280, help="number of samples per method (default: 1280)")
-    g.add_argument("--eps", type=float, default=0.1, help="plain Langevin step size ε (default: 0.1)")
-    g.add_argument("--T", type=int, default=1000, help="plain Langevin steps (default: 1000)")
-    g.add_argument("--ald-eps", type=float, default=0.005, help="ALD ε; α_i = ε σ_i²/σ_L² (default: 0.005)")
-    g.add_argument("--ald-T", type=int, default=100, help="ALD steps per noise level (default: 100)")
-    g.add_argument("--L", type=int, default=10, help="number of noise levels (default: 10)")
-    g.add_argument("--sigma-1", type=float, default=20.0, help="largest noise level σ_1 (default: 20.0)")
-    g.add_argument("--sigma-L", type=float, default=0.1, help="smallest noise level σ_L (default: 0.1)")
-    g.add_argument("--denoise", action="store_true", help="ALD ends with x + σ_L² s_θ(x, σ_L)")
-    g.add_argument("--long-steps", type=int, default=100000, help="plain steps in the share figure (default: 100000)")
-    g.add_argument("--train-steps", type=int, default=2000, help="DSM training steps for the network (default: 2000)")
-    g.add_argument("--exact-only", action="store_true", help="skip training; exact scores only")
-    g.add_argument("--gif", action="store_true", help="also write ald.gif (exact scores, level by level)")
+    add = p.add_argument
+    add("--manifold", action="store_true",
+        help="run Section 3.1 only: eq. (1) on a ring, on it and with noise; writes langevin_manifold.png")
+    add("--manifold-sigmas", type=positive(float), nargs="+", default=[0.01, 0.05, 0.2], metavar="SIGMA",
+        help="--manifold: the noise levels σ > 0 beside σ = 0 (default: 0.01 0.05 0.2)")
+    add("--seed", type=int, default=0, help="random seed; same seed on CPU, same outputs (default: 0)")
+    add("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present (default: auto)")
+    add("--out", default="out/langevin_compare", help="figure directory (default: out/langevin_compare)")
+    add("--n-samples", type=positive(int), default=1280, help="number of samples per method (default: 1280)")
+    add("--plain-eps", type=positive(float), default=0.1, help="plain Langevin's step size ε (default: 0.1)")
+    add("--plain-T", type=positive(int), default=1000, help="plain Langevin's steps (default: 1000)")
+    add("--eps", type=positive(float), default=0.005, help="ALD's ε, α_i = ε σ_i²/σ_L² (default: 0.005)")
+    add("--T", type=positive(int), default=100, help="ALD's steps per noise level (default: 100)")
+    add("--L", type=positive(int), default=10, help="ALD's number of noise levels (default: 10)")
+    add("--sigma-1", type=positive(float), default=20.0, help="largest noise level σ_1 (default: 20.0)")
+    add("--sigma-L", type=positive(float), default=0.1, help="smallest noise level σ_L (default: 0.1)")
+    add("--no-denoise", action="store_true", help="skip ALD's final Tweedie step x + σ_L² s_θ(x, σ_L)")
+    add("--steps", type=positive(int), default=2000, help="DSM training steps of the network (default: 2000)")
+    add("--exact-only", action="store_true", help="skip training; exact scores only")
+    add("--gif", action="store_true", help="also write ald.gif (exact scores, level by level)")
     a = p.parse_args(argv)
-    if not 0 < a.weight < 1:
-        p.error(f"--weight must lie strictly between 0 and 1, got {a.weight}")
-    for flag in ["distance", "eps", "ald_eps", "sigma_L"]:
-        if not getattr(a, flag) > 0:
-            p.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(a, flag)}")
-    for flag, low in [("n_samples", 1), ("T", 1), ("ald_T", 1), ("long_steps", 1), ("train_steps", 1), ("L", 2)]:
-        if getattr(a, flag) < low:
-            p.error(f"--{flag.replace('_', '-')} must be at least {low}, got {getattr(a, flag)}")
-    if not a.sigma_1 > a.sigma_L:
-        p.error(f"--sigma-1 ({a.sigma_1}) must be larger than --sigma-L ({a.sigma_L})")
+    if a.L < 2 or not a.sigma_1 > a.sigma_L:
+        p.error(f"ALD needs --L of at least 2 (got {a.L}) and --sigma-1 above --sigma-L (got {a.sigma_1}, {a.sigma_L})")
     # A Langevin step α on a Gaussian of variance v diverges for α >= 4v and is badly biased near it.
-    if a.eps >= 2:
-        p.error(f"--eps {a.eps} is too large for a stable chain on unit-variance modes: use < 2")
-    if a.ald_eps * a.sigma_1**2 / a.sigma_L**2 >= 2 * (1 + a.sigma_1**2):
-        p.error(f"--ald-eps {a.ald_eps} makes α_1 too large for a stable chain: "
+    if a.plain_eps >= 2:
+        p.error(f"--plain-eps {a.plain_eps} is too large for a stable chain on unit-variance modes: use < 2")
+    if a.eps * a.sigma_1**2 / a.sigma_L**2 >= 2 * (1 + a.sigma_1**2):
+        p.error(f"--eps {a.eps} makes α_1 too large for a stable chain: "
                 f"use < {2 * a.sigma_L**2 * (1 + a.sigma_1**2) / a.sigma_1**2:.3g}")
-    if not all(0 < v < math.inf for v in a.manifold_sigmas):
-        p.error(f"--manifold-sigmas must all be positive and finite, got {a.manifold_sigmas}")
-    if a.manifold_steps < 1:
-        p.error(f"--manifold-steps must be at least 1, got {a.manifold_steps}")
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device found")
     return a
@@ -454,43 +454,50 @@ def parse_args(argv=None):
 
 def main(argv=None):
     """Section 3.1 with --manifold; else 3.2: sample with exact and learned scores, print shares, write figures."""
-    a = parse_args(argv)
+    try:
+        run(parse_args(argv))  # parse_args exits with its own one-line errors
+    except UserError as e:
+        sys.exit(f"langevin_compare.py: error: {e}")
+
+
+def run(a):
+    """Section 3.1 with --manifold; else 3.2; a UserError for a run gone wrong."""
     device = "cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu"
     torch.set_num_threads(1)  # tiny tensors: no per-op thread hand-off, no busy neighbour core (>10x faster here)
     torch.manual_seed(a.seed)
     try:
         os.makedirs(a.out, exist_ok=True)
     except OSError as e:
-        sys.exit(f"langevin_compare.py: error: cannot create output directory {a.out}: {e.strerror}")
+        raise UserError(f"cannot create output directory {a.out}: {e.strerror}") from None
     if a.manifold:
-        return manifold(a.manifold_sigmas, a.manifold_steps, a.seed, a.out, device)
+        return manifold(a.manifold_sigmas, MANIFOLD_STEPS, a.seed, a.out, device)
 
-    mix = toy_mixture(a.weight, a.distance, device)
+    mix = toy_mixture(WEIGHT, DISTANCE, device)
     sigmas = get_sigmas(a.sigma_1, a.sigma_L, a.L).to(device)
-    lim = 1.6 * a.distance  # the start box, [-8, 8]² at d = 5
+    lim = 1.6 * DISTANCE  # the start box, [-8, 8]² at d = 5
     x0 = (2 * torch.rand(a.n_samples, 2, device=device) - 1) * lim
-    sources = [("exact", mix.score, 0.0, max(a.long_steps, a.T))]  # name, score, plain Langevin's σ and steps
+    sources = [("exact", mix.score, 0.0, max(LONG_STEPS, a.plain_T))]  # name, score, plain Langevin's σ and steps
     if not a.exact_only:
-        sources.append(("learned", train(mix, sigmas, a.train_steps), a.sigma_L, a.T))
+        sources.append(("learned", train(mix, sigmas, a.steps), a.sigma_L, a.plain_T))
 
     rows, curves, traces = [], [], {}
     for name, score, sigma_plain, long in sources:
-        steps, shares, x_plain = share_curve(score, x0, sigma_plain, a.eps, long, keep=a.T)
+        steps, shares, x_plain = share_curve(score, x0, sigma_plain, a.plain_eps, long, keep=a.plain_T)
         samples = {"iid": mix.sample(a.n_samples), "Langevin": x_plain}
-        samples["ALD"], traces[name] = anneal_langevin(score, x0, sigmas, a.ald_eps, a.ald_T, denoise=a.denoise)
+        samples["ALD"], traces[name] = anneal_langevin(score, x0, sigmas, a.eps, a.T, denoise=not a.no_denoise)
         rows.append((name, samples))
         print(f"{name + ':':9s}" + " | ".join(f"{k} {mode_share(v)[0]:.2f}±{mode_share(v)[1]:.2f}"
                                               for k, v in samples.items()), flush=True)
-        ald_steps = [a.ald_T * (i + 1) for i in range(a.L)]
+        ald_steps = [a.T * (i + 1) for i in range(a.L)]  # the trace's start (step 0) is off the log axis
         curves.append((f"Langevin, {name} score", (steps, shares), "o-" if name == "exact" else "s-"))
-        curves.append((f"ALD, {name} score", (ald_steps, [mode_share(x)[0] for x in traces[name]]),
+        curves.append((f"ALD, {name} score", (ald_steps, [mode_share(x)[0] for x in traces[name][1:]]),
                        "^-" if name == "exact" else "v-"))
 
-    plot_samples(rows, mix, lim, os.path.join(a.out, "langevin_samples.png"))
-    plot_share(curves, a.weight, os.path.join(a.out, "langevin_share.png"))
-    plot_scores(mix, sigmas, lim, os.path.join(a.out, "langevin_scores.png"))
+    fig_samples(rows, mix, lim, os.path.join(a.out, "langevin_samples.png"))
+    fig_share(curves, WEIGHT, os.path.join(a.out, "langevin_share.png"))
+    fig_scores(mix, sigmas, lim, os.path.join(a.out, "langevin_scores.png"))
     if a.gif:
-        make_gif(traces["exact"], sigmas.tolist(), mix, lim, os.path.join(a.out, "ald.gif"))
+        fig_gif(traces["exact"], sigmas.tolist(), mix, lim, os.path.join(a.out, "ald.gif"))
     print(f"figures written to {a.out}/")
 
 

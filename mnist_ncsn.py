@@ -361,9 +361,9 @@ def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
     """Annealed Langevin dynamics, Algorithm 1: T Langevin steps at each σ_i with α_i = ε σ_i²/σ_L².
 
     The official code writes x <- x + step_lr s + √(2 step_lr) z: its `step_lr` is α/2 here.
-    Returns (x, trace), trace[i] = x at the end of level i; `denoise` adds the Tweedie step at σ_L.
+    Returns (x, trace), trace[0] the start and trace[i] x after level i; `denoise` adds the Tweedie step at σ_L.
     """
-    trace, sigma_L = [], sigmas[-1].item()
+    trace, sigma_L = [x], sigmas[-1].item()
     for sigma in sigmas.tolist():
         x = langevin(score, x, sigma, eps * sigma**2 / sigma_L**2, T)
         trace.append(x)
@@ -378,7 +378,7 @@ def anneal_langevin_inpaint(score, x, y, mask, sigmas, eps, T, denoise=True):
     (z drawn once per level, as in the paper); the hidden ones follow Algorithm 1's steps, α_i = ε σ_i²/σ_L²,
     and so sample p_σ_i(hidden | known). After the Tweedie step the known pixels are y exactly.
     """
-    trace, sigma_L = [], sigmas[-1].item()
+    trace, sigma_L = [x], sigmas[-1].item()
     for sigma in sigmas.tolist():
         y_sigma = y + sigma * torch.randn_like(y)  # the known pixels, as noisy as this level's data
         x = torch.where(mask, y_sigma, x)
@@ -732,7 +732,8 @@ def sample(args, net, prior, device):
                     score, x0, sigmas, denoise=denoise)
         samples.append(x.clamp(0, 1).float().cpu())
         trace = trace or [t[:5].float().cpu() for t in steps]  # the figure shows five; free the rest
-    return torch.cat(samples), trace, sigmas.tolist(), nfe
+    levels = sigmas[:1].tolist() + sigmas.tolist() if ald else sigmas.tolist()  # ALD's trace starts at σ_1
+    return torch.cat(samples), trace, levels, nfe
 
 
 def inpaint(args, net, prior, device, out):

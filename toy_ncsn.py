@@ -131,9 +131,7 @@ class ScoreNet(nn.Module):
     def __init__(self, hidden=128, mean=(0.0, 0.0), std=1.0):
         super().__init__()
         # SiLU, not the paper's softplus, and inputs standardised then multiplied by 8: both give the
-        # first layer sharp features from the start, which thin shapes need. Median of 3 seeds, same
-        # cost: moons 42x the noise floor with softplus, 7.5x with SiLU, 2.2x with x4 inputs; spirals
-        # 4.5x with x4 inputs and 2.8x with x8, which resolves the tight inner turn.
+        # first layer sharp features from the start, which thin shapes need (measured: docs/results.md).
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor(8.0 / std))
         self.net = nn.Sequential(nn.Linear(3, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
@@ -159,40 +157,37 @@ def dsm_loss(score, x, sigmas):
     σ is drawn log-uniformly between σ_L and σ_1, the continuous form of eq. (6)'s average over the
     geometric σ_i: the network then knows every σ in between, which the SDE and ODE samplers need.
     """
-    log_1, log_L = math.log(sigmas[0].item()), math.log(sigmas[-1].item())
-    sigma = torch.exp(log_L + (log_1 - log_L) * torch.rand(len(x), device=x.device))
+    log_1, log_L = sigmas[0].log(), sigmas[-1].log()  # tensors: no wait for the GPU, as .item() would
+    sigma = torch.exp(log_L + (log_1 - log_L) * torch.rand(len(x), device=x.device, dtype=x.dtype))
     z = torch.randn_like(x)
     # σ² ‖s + (x̃ - x)/σ²‖² = ‖σ s + z‖²: the same quantity, without dividing by a tiny σ².
     return 0.5 * ((sigma[:, None] * score(x + sigma[:, None] * z, sigma) + z) ** 2).sum(1).mean()
 
 
-def train(model, data, sigmas, steps, batch_size=512, lr=2e-3, ema_decay=0.999, log_every=500):
-    """Adam on dsm_loss over random batches of `data`; returns the EMA of the weights and the loss history."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)  # one kernel for all tensors: ~10% faster here
+def train(model, ema, opt, data, sigmas, args):
+    """Adam on dsm_loss over random batches of `data` for --steps; updates `ema`, returns the loss of every step."""
     # The DSM gradient is mostly noise at small σ. Two averages tame it: a learning rate decaying
     # linearly to 0, and sampling with an exponential moving average of the weights (NCSNv2, technique 5).
-    ema = copy.deepcopy(model).requires_grad_(False)
-    losses, t0 = [], time.time()
-    for step in range(1, steps + 1):
-        opt.param_groups[0]["lr"] = lr * (1 - (step - 1) / steps)
-        batch = data[torch.randint(len(data), (batch_size,), device=data.device)]
-        loss = dsm_loss(model, batch, sigmas)
+    losses, t0, every = [], time.time(), max(1, args.steps // 10)
+    for step in range(1, args.steps + 1):
+        opt.param_groups[0]["lr"] = args.lr * (1 - (step - 1) / args.steps)
+        loss = dsm_loss(model, data[torch.randint(len(data), (BATCH,), device=data.device)], sigmas)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        decay = min(ema_decay, step / (step + 10))  # short runs must not average in the random start
+        decay = min(EMA_DECAY, step / (step + 10))  # short runs must not average in the random start
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1 - decay)
         losses.append(loss.detach())
-        if step % log_every == 0 or step == steps:
-            recent = torch.stack(losses[-log_every:]).mean().item()  # the only host sync
+        if step % every == 0 or step == args.steps:
+            recent = torch.stack(losses[-every:]).mean().item()  # the only host sync
             if not math.isfinite(recent):
-                sys.exit(f"toy_ncsn.py: error: the loss became {recent} at step {step}; try a smaller --lr")
+                raise UserError(f"the loss became {recent} at step {step}; try a smaller --lr")
             rate = step / (time.time() - t0)
-            print(f"step {step}/{steps} | loss {recent:.4f} | {rate:.0f} steps/s | "
-                  f"{(steps - step) / rate:.0f} s left", flush=True)
-    return ema, torch.stack(losses).cpu()
+            print(f"step {step}/{args.steps} | loss {recent:.4f} | {rate:.0f} steps/s | "
+                  f"{(args.steps - step) / rate:.0f} s left", flush=True)
+    return torch.stack(losses).cpu()
 
 
 # ----------------------------------------------------------------------------- sampler
@@ -207,10 +202,9 @@ def tweedie(score, x, sigma):
 
 
 def gaussian_prior(data, sigma_1):
-    """π = N(mean, σ_1² + var) per coordinate: p_σ1 is nearly Gaussian; the SDE, ODE and DDPM samplers start here.
+    """π = N(mean, σ_1² + var) per coordinate: p_σ1 is nearly Gaussian, and every sampler starts here.
 
-    The usual N(0, σ_1² I) assumes centred data: on the mixture (mean (3, 3)) it put 0.767 of the mass in
-    the (5,5) mode with exact scores, not 0.8.
+    The usual N(0, σ_1² I) assumes centred data; the mixture's mean is (3, 3) (measured: docs/results.md).
     """
     std = (sigma_1**2 + data.var(0)).sqrt()
     return torch.distributions.Independent(torch.distributions.Normal(data.mean(0), std), 1)
@@ -251,9 +245,9 @@ def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
     """Annealed Langevin dynamics, Algorithm 1: T Langevin steps at each σ_i with α_i = ε σ_i²/σ_L².
 
     The official code writes x <- x + step_lr s + √(2 step_lr) z: its `step_lr` is α/2 here.
-    Returns (x, trace), trace[i] = x at the end of level i; `denoise` adds the Tweedie step at σ_L.
+    Returns (x, trace), trace[0] the start and trace[i] x after level i; `denoise` adds the Tweedie step at σ_L.
     """
-    trace, sigma_L = [], sigmas[-1].item()
+    trace, sigma_L = [x], sigmas[-1].item()
     for sigma in sigmas.tolist():
         x = langevin(score, x, sigma, eps * sigma**2 / sigma_L**2, T)
         trace.append(x)
@@ -499,7 +493,7 @@ def fig_density(path, dist, log_p, data, lim):
     plt.close(fig)
 
 
-def save_gif(path, dist, trace, levels, data, lim, sampler):
+def fig_gif(path, dist, trace, levels, data, lim, sampler):
     """An animation of the sampler, one frame per level (at most 60)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
     picks = sorted(set(torch.linspace(0, len(trace) - 1, min(len(trace), 60)).round().long().tolist()))
@@ -517,61 +511,60 @@ def save_gif(path, dist, trace, levels, data, lim, sampler):
 
 
 # ----------------------------------------------------------------------------- main
-# ALD: many levels of few steps (NCSNv2) at the paper's cost, L·T = 1000; ε between what filled shapes
-# and thin ones want, one for all eight (measured: docs/results.md; Technique 4 gives ~1.2e-5 here).
+# ALD: many levels of few steps (NCSNv2) at the paper's cost, L·T = 1000 (measured: docs/results.md).
 ALD_L, ALD_T, EPS = 200, 5, 2e-5
-SAMPLER_N = {"sde": 1000, "ode": 50, "ddpm": 1000, "ddim": 100}  # default σ's for --N, chosen by measurement
-LIKELIHOOD_N = 200  # σ's of the likelihood ODE: 400 moves the KL by < 0.001 nats, 100 by up to 0.003 (measured)
+SAMPLER_N = {"sde": 1000, "ode": 50, "ddpm": 1000, "ddim": 100}  # default σ's for --N (measured)
+LIKELIHOOD_N = 200  # σ's of the likelihood ODE (measured: docs/results.md)
+N_DATA, BATCH, HIDDEN, EMA_DECAY, ERROR_SIGMA = 100_000, 512, 128, 0.999, 0.2  # training set, network, figure
+
+
+class UserError(Exception):
+    """A problem with the user's settings or a run gone wrong; main() prints it as one line and exits."""
+
+
+def positive(kind):
+    """An argparse type: a finite number of `kind` (int or float) above 0."""
+    def parse(text):
+        value = kind(text)  # a ValueError becomes argparse's "invalid int value"
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def parse_args(argv=None):
     """Command-line flags; bad values end in a one-line error."""
     p = argparse.ArgumentParser(description="Train a 2D NCSN with denoising score matching, then sample it by "
                                 "annealed Langevin dynamics, the reverse SDE, the probability-flow ODE, DDPM or DDIM.")
-    p.add_argument("--dist", default="heart", choices=list(DISTS), help="toy distribution (default: heart)")
-    p.add_argument("--steps", type=int, default=4000, help="training steps (default: 4000)")
-    p.add_argument("--batch-size", type=int, default=512, help="examples per training step (default: 512)")
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, decaying linearly to 0 (default: 2e-3)")
-    p.add_argument("--ema-decay", type=float, default=0.999,
-                   help="decay of the weights' moving average (default: 0.999)")
-    p.add_argument("--hidden", type=int, default=128, help="hidden units per MLP layer (default: 128)")
-    p.add_argument("--n-data", type=int, default=100_000, help="size of the training set (default: 100000)")
-    p.add_argument("--sigma-1", type=float, default=None,
-                   help="largest σ (default: the largest distance between two data points, NCSNv2 technique 1)")
-    p.add_argument("--sigma-L", type=float, default=0.01, help="smallest σ (default: 0.01)")
-    p.add_argument("--sampler", default="ald", choices=["ald", "sde", "ode", "ddpm", "ddim"],
-                   help="annealed Langevin (Algorithm 1), reverse VE SDE, probability-flow ODE, DDPM's ancestral "
-                   "sampler or DDIM (default: ald)")
-    p.add_argument("--L", type=int, default=ALD_L, help=f"ald: number of noise levels (default: {ALD_L})")
-    p.add_argument("--T", type=int, default=None, help="ald: Langevin steps per level; sde: Langevin corrector "
-                   f"steps after each step (default: {ALD_T} for ald, 0 for sde)")
-    p.add_argument("--eps", type=float, default=EPS,
-                   help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
-    p.add_argument("--N", type=int, default=None, help="sde/ode/ddpm/ddim: number of σ's stepped through "
-                   "(default: " + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
-    p.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ(x, σ_L)")
-    p.add_argument("--n-samples", type=int, default=2000, help="samples to generate (default: 2000)")
-    p.add_argument("--likelihood", action="store_true", help="also the model's log-likelihood of 10,000 real "
-                   "points by the probability-flow ODE, KL(p || p_θ) where p has a closed form, and density.png")
-    p.add_argument("--plot-sigma", type=float, default=0.2, help="σ of the score-error figure (default: 0.2)")
-    p.add_argument("--gif", action="store_true", help="also write sampler.gif, an animation of the sampler")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed on CPU, same samples (default: 0)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
-    p.add_argument("--out", default=None, help="output directory (default: out/toy_<dist>/)")
+    add = p.add_argument
+    add("--dist", default="heart", choices=list(DISTS), help="toy distribution (default: heart)")
+    add("--steps", type=positive(int), default=4000, help="training steps (default: 4000)")
+    add("--lr", type=positive(float), default=2e-3, help="Adam learning rate, decaying linearly to 0 (default: 2e-3)")
+    add("--sigma-1", type=positive(float), help="largest σ (default: the largest distance between two data "
+        "points, NCSNv2 technique 1)")
+    add("--sigma-L", type=positive(float), default=0.01, help="smallest σ (default: 0.01)")
+    add("--sampler", default="ald", choices=["ald", "sde", "ode", "ddpm", "ddim"], help="annealed Langevin "
+        "(Algorithm 1), reverse VE SDE, probability-flow ODE, DDPM's ancestral sampler or DDIM (default: ald)")
+    add("--L", type=positive(int), default=ALD_L, help=f"ald: number of noise levels (default: {ALD_L})")
+    add("--T", type=int, help=f"ald: Langevin steps per level; sde: Langevin corrector steps after each step "
+        f"(default: {ALD_T} for ald, 0 for sde)")
+    add("--eps", type=positive(float), default=EPS, help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
+    add("--N", type=positive(int), help="sde/ode/ddpm/ddim: number of σ's stepped through (default: "
+        + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
+    add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ(x, σ_L)")
+    add("--n-samples", type=positive(int), default=2000, help="samples to generate (default: 2000)")
+    add("--likelihood", action="store_true", help="also the model's log-likelihood of 10,000 real points by "
+        "the probability-flow ODE, KL(p || p_θ) where p has a closed form, and density.png")
+    add("--gif", action="store_true", help="also write sampler.gif, an animation of the sampler")
+    add("--seed", type=int, default=0, help="random seed; same seed on CPU, same samples (default: 0)")
+    add("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
+    add("--out", help="output directory (default: out/toy_<dist>/)")
     args = p.parse_args(argv)
     args.T = (ALD_T if args.sampler == "ald" else 0) if args.T is None else args.T
-    args.N = SAMPLER_N.get(args.sampler, 0) if args.N is None else args.N
-    counts = ["steps", "batch_size", "hidden", "n_data", "L", "n_samples"] + (["N"] if args.sampler != "ald" else [])
-    for name in counts:
-        if getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.T < (1 if args.sampler == "ald" else 0):
-        p.error(f"--T must be at least {1 if args.sampler == 'ald' else 0} for --sampler {args.sampler}, got {args.T}")
-    for name in ["lr", "sigma_L", "eps", "plot_sigma"] + (["sigma_1"] if args.sigma_1 is not None else []):
-        if not 0 < getattr(args, name) < math.inf:
-            p.error(f"--{name.replace('_', '-')} must be a positive finite number, got {getattr(args, name)}")
-    if not 0 <= args.ema_decay < 1:
-        p.error(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
+    args.N = args.N or SAMPLER_N.get(args.sampler, 0)
+    if args.T < (args.sampler == "ald"):
+        p.error(f"--T must be at least {int(args.sampler == 'ald')} for --sampler {args.sampler}, got {args.T}")
     if args.sigma_1 is not None and args.sigma_1 <= args.sigma_L:
         p.error(f"--sigma-1 ({args.sigma_1}) must be larger than --sigma-L ({args.sigma_L})")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -586,7 +579,7 @@ def sample(args, model, sigma_1, data):
     if args.sampler == "ald":
         sigmas = get_sigmas(sigma_1, sigma_L, args.L)
         x, trace = anneal_langevin(model, x0, sigmas, args.eps, args.T, denoise)
-        return x, trace, sigmas.tolist(), args.L * args.T + denoise
+        return x, trace, sigmas[:1].tolist() + sigmas.tolist(), args.L * args.T + denoise  # the start is at σ_1
     sigmas = get_sigmas(sigma_1, sigma_L, args.N)
     if args.sampler == "sde":
         x, trace = reverse_sde(model, x0, sigmas, args.eps, args.T, denoise)
@@ -614,9 +607,8 @@ def report_likelihood(args, model, data, sigma_1, ref, path, lim):
     fig_density(path, args.dist, log_p_grid, data.cpu(), lim)
 
 
-def main(argv=None):
-    """Train, sample, measure, plot."""
-    args = parse_args(argv)
+def run(args):
+    """Train, sample, measure, plot; a UserError for a problem the user can fix."""
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
     if device.type == "cpu":
@@ -626,30 +618,28 @@ def main(argv=None):
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
-        sys.exit(f"toy_ncsn.py: error: cannot create output directory {out}: {e.strerror}")
-    t_start = time.time()
-
-    data = DISTS[args.dist](args.n_data).to(device)
+        raise UserError(f"cannot create output directory {out}: {e.strerror}") from None
+    t_start, data = time.time(), DISTS[args.dist](N_DATA).to(device)
     sigma_1 = args.sigma_1 or torch.cdist(data[:2000], data[:2000]).max().item()
     if sigma_1 <= args.sigma_L:
-        sys.exit(f"toy_ncsn.py: error: σ_1 = {sigma_1:.3g} from the data is not above --sigma-L {args.sigma_L}")
+        raise UserError(f"σ_1 = {sigma_1:.3g} from the data is not above --sigma-L {args.sigma_L}")
     sigmas = get_sigmas(sigma_1, args.sigma_L, args.L).to(device)
-    model = ScoreNet(args.hidden, data.mean(0), data.std().item()).to(device)
-    print(f"{args.dist}: {args.n_data} points, σ from {sigma_1:.3g} down to {args.sigma_L:.3g}, "
+    model = ScoreNet(HIDDEN, data.mean(0), data.std().item()).to(device)
+    print(f"{args.dist}: {N_DATA} points, σ from {sigma_1:.3g} down to {args.sigma_L:.3g}, "
           f"{sum(p.numel() for p in model.parameters())} parameters, on {device}")
-    model, _ = train(model, data, sigmas, args.steps, args.batch_size, args.lr, args.ema_decay,
-                     log_every=max(1, args.steps // 10))
-    torch.save({"model": model.state_dict(), "sigmas": sigmas.cpu(), "args": vars(args)}, os.path.join(out, "model.pt"))
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)  # one kernel for all tensors: ~10% faster
+    train(model, ema, opt, data, sigmas, args)
+    torch.save({"model": ema.state_dict(), "sigmas": sigmas.cpu(), "args": vars(args)}, os.path.join(out, "model.pt"))
 
     t0 = time.time()
-    samples, trace, levels, nfe = sample(args, model, sigma_1, data)
+    samples, trace, levels, nfe = sample(args, ema, sigma_1, data)
     if not torch.isfinite(samples).all():
-        sys.exit(f"toy_ncsn.py: error: the {args.sampler} samples became infinite or NaN; the Langevin step is "
-                 f"too large for this data: try a smaller --eps than {args.eps:g}")
+        raise UserError(f"the {args.sampler} samples became infinite or NaN; the Langevin step is too large "
+                        f"for this data: try a smaller --eps than {args.eps:g}")
     samples = samples.cpu()
     print(f"sampled {args.n_samples} points with {args.sampler}: {nfe} network evaluations in {time.time() - t0:.1f} s")
     np.save(os.path.join(out, "samples.npy"), samples.numpy().astype(np.float32))
-
     with torch.random.fork_rng():  # one fixed set of 10,000 real points, as in benchmarks/toy_quality.py
         torch.manual_seed(12345)
         ref = DISTS[args.dist](10_000)
@@ -657,18 +647,29 @@ def main(argv=None):
     print(f"energy distance to 10,000 real points: {ed:.5f}, {ed / floor:.2f}x the floor of real data ({floor:.5f})")
     if args.dist == "mixture":
         print(f"share of samples in the (5,5) mode: {(samples.sum(1) > 0).float().mean().item():.3f} (true 0.800)")
-
     lim = 1.15 * data.abs().quantile(0.999).item()
     if args.likelihood:
-        report_likelihood(args, model, data, sigma_1, ref, os.path.join(out, "density.png"), lim)
-    data, model = data[:2000].cpu().numpy(), model.cpu()
+        report_likelihood(args, ema, data, sigma_1, ref, os.path.join(out, "density.png"), lim)
+    figures(args, out, ema.cpu(), sigmas.cpu(), data[:2000].cpu().numpy(), samples, trace, levels, lim)
+    print(f"wrote figures, samples.npy and model.pt to {out}/ ({time.time() - t_start:.1f} s in all)")
+
+
+def figures(args, out, model, sigmas, data, samples, trace, levels, lim):
+    """Every figure of a run, into `out`."""
     fig_samples(os.path.join(out, "samples.png"), args.dist, data, samples.numpy(), lim, args.sampler)
     fig_levels(os.path.join(out, "levels.png"), args.dist, trace, levels, data, lim, args.sampler)
-    fig_score_sigmas(os.path.join(out, "score_sigmas.png"), args.dist, model, sigmas.cpu(), data, lim)
-    fig_score_error(os.path.join(out, "score_error.png"), model, data, args.plot_sigma, lim)
+    fig_score_sigmas(os.path.join(out, "score_sigmas.png"), args.dist, model, sigmas, data, lim)
+    fig_score_error(os.path.join(out, "score_error.png"), model, data, ERROR_SIGMA, lim)
     if args.gif:
-        save_gif(os.path.join(out, "sampler.gif"), args.dist, trace, levels, data, lim, args.sampler)
-    print(f"wrote figures, samples.npy and model.pt to {out}/ ({time.time() - t_start:.1f} s in all)")
+        fig_gif(os.path.join(out, "sampler.gif"), args.dist, trace, levels, data, lim, args.sampler)
+
+
+def main(argv=None):
+    """Entry point: every problem becomes one line on stderr and a non-zero exit."""
+    try:
+        run(parse_args(argv))  # parse_args exits with its own one-line errors
+    except UserError as e:
+        sys.exit(f"toy_ncsn.py: error: {e}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+import langevin_compare as lc
 from langevin_compare import (Mixture, ScoreNet, anneal_langevin, dsm_loss, langevin, mode_share, parse_args, ring,
                               score_matching_loss, toy_mixture, train, train_score_matching)
 
@@ -206,7 +208,7 @@ def run_cli(*args, cwd):
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("args", [["--weight", "1.5"], ["--sigma-L", "30"], ["--ald-eps", "1"],
+@pytest.mark.parametrize("args", [["--plain-eps", "2.5"], ["--sigma-L", "30"], ["--eps", "1"],
                                   ["--exact-only", "--out", "setup.cfg/out"]])  # --out under a file
 def test_cli_bad_input_one_line_error(args, tmp_path):
     (tmp_path / "setup.cfg").write_text("a file, not a folder")
@@ -217,7 +219,7 @@ def test_cli_bad_input_one_line_error(args, tmp_path):
 
 @pytest.mark.parametrize("args", [["--manifold", "--manifold-sigmas", "0.05", "-0.1"],
                                   ["--manifold", "--manifold-sigmas", "a"], ["--manifold", "--manifold-sigmas", "inf"],
-                                  ["--manifold", "--manifold-sigmas", "0"], ["--manifold", "--manifold-steps", "0"]])
+                                  ["--manifold", "--manifold-sigmas", "0"]])
 def test_manifold_flags_bad_values_one_line_error(args, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse_args(args)
@@ -225,10 +227,10 @@ def test_manifold_flags_bad_values_one_line_error(args, capsys):
     assert exit_.value.code != 0 and "error:" in last and "--manifold" in last
 
 
-def test_cli_manifold_prints_its_table_and_writes_its_figure(tmp_path):
-    r = run_cli("--manifold", "--manifold-sigmas", "0.05", "0.2", "--manifold-steps", "60", "--out", "figs",
-                cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+def test_cli_manifold_prints_its_table_and_writes_its_figure(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(lc, "MANIFOLD_STEPS", 60)
+    lc.main(["--manifold", "--manifold-sigmas", "0.05", "0.2", "--out", str(tmp_path / "figs")])
+    r = SimpleNamespace(stdout=capsys.readouterr().out)
     rows = {l.split()[2]: l.split()[3:] for l in r.stdout.splitlines() if l.startswith("σ = ") and "steps" not in l}
     assert list(rows) == ["0", "0.05", "0.2"]
     assert rows["0"][-2:] == ["none", "(-∞)"] and rows["0.05"][-1] == "-200.0" and rows["0.2"][-1] == "-12.5"
@@ -239,10 +241,14 @@ def test_cli_manifold_prints_its_table_and_writes_its_figure(tmp_path):
     assert (tmp_path / "figs" / "langevin_manifold.png").stat().st_size > 20_000
 
 
-def test_cli_exact_only_seeded_and_reproducible(tmp_path):
-    args = ["--exact-only", "--n-samples", "400", "--T", "200", "--long-steps", "300", "--seed", "3", "--out", "figs"]
-    first, second = run_cli(*args, cwd=tmp_path), run_cli(*args, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+def test_cli_exact_only_seeded_and_reproducible(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(lc, "LONG_STEPS", 300)
+    args = ["--exact-only", "--n-samples", "400", "--plain-T", "200", "--seed", "3", "--out", str(tmp_path / "figs")]
+
+    def run():
+        lc.main(args)
+        return SimpleNamespace(stdout=capsys.readouterr().out)
+    first, second = run(), run()
     line = next(l for l in first.stdout.splitlines() if l.startswith("exact:"))
     assert line == next(l for l in second.stdout.splitlines() if l.startswith("exact:"))
     shares = {part.split()[0]: float(part.split()[1].split("±")[0]) for part in line[6:].split("|")}
@@ -250,3 +256,12 @@ def test_cli_exact_only_seeded_and_reproducible(tmp_path):
     assert abs(shares["Langevin"] - 0.8) > 0.15
     for name in ["langevin_samples.png", "langevin_share.png", "langevin_scores.png"]:
         assert (tmp_path / "figs" / name).stat().st_size > 10_000
+
+
+def test_dsm_loss_never_waits_for_the_device_and_keeps_the_dtype():
+    # .item() on a σ would make the host wait for the GPU every step; on the meta device (shapes, no
+    # data) any such read raises, so this runs only if dsm_loss stays on the device.
+    sigmas = torch.tensor([20.0, 2.0, 0.1])
+    loss = dsm_loss(ScoreNet().to("meta"), torch.empty(8, 2, device="meta"), sigmas.to("meta"))
+    assert loss.device.type == "meta" and loss.shape == ()
+    assert dsm_loss(ScoreNet().double(), torch.randn(64, 2, dtype=torch.float64), sigmas.double()).dtype == torch.float64

@@ -297,8 +297,8 @@ def test_anneal_langevin_on_gaussian_matches_closed_form():
     torch.manual_seed(1)
     x, trace = m.anneal_langevin(score, x0, sigmas, eps, T, denoise=False)
     assert x.shape == x0.shape and torch.isfinite(x).all()
-    assert len(trace) == 3 and all(t.shape == x0.shape for t in trace)
-    assert torch.equal(trace[-1], x)  # the last level's end state, before denoising
+    assert len(trace) == 4 and all(t.shape == x0.shape for t in trace)  # the start, then every level
+    assert torch.equal(trace[0], x0) and torch.equal(trace[-1], x)  # the last level's end state, before denoising
     assert set(seen) == {(4000,)}  # one sigma per example
     assert len(seen) == 3 * T
     # Unadjusted Langevin on a Gaussian with variance v and step alpha = eps (last level) has the
@@ -329,7 +329,7 @@ def test_samplers_are_the_toys_own(name):
         torch.manual_seed(0)
         runs.append(getattr(module, name)(score, x0, sigmas, *extra))
     (x, trace), (x_toy, trace_toy) = runs
-    assert len(trace) == len(trace_toy) == 20 and x.shape == x0.shape
+    assert len(trace) == len(trace_toy) == 20 + (name == "anneal_langevin") and x.shape == x0.shape  # ALD: start + 20 levels
     assert torch.equal(x, x_toy) and all(torch.equal(a, b) for a, b in zip(trace, trace_toy))
 
 
@@ -398,7 +398,7 @@ def test_anneal_langevin_inpaint_gives_gaussian_conditional():
                                          y.reshape(1, 1, 2, 2).expand(n, 1, 2, 2), mask,
                                          m.get_sigmas(1.0, 0.03, 5), 4.5e-4, 400)
     x = x.reshape(n, 4)
-    assert len(trace) == 5 and all(t.shape == (n, 1, 2, 2) for t in trace)
+    assert len(trace) == 6 and all(t.shape == (n, 1, 2, 2) for t in trace)  # the start, then every level
     assert torch.equal(x[:, K], y[K].expand(n, 2))  # known pixels: exactly the input
     # Measured: mean off by (-0.005, 0.007) (standard errors 0.0025, 0.0036), covariance by 3.5%
     # of its largest entry (σ_L² = 9e-4 against conditional variances 0.06 and 0.13, plus the

@@ -1,7 +1,9 @@
 """Tests of toy_ncsn.py against closed-form answers on Gaussians and the paper's mixture."""
+import copy
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -76,7 +78,7 @@ def test_anneal_langevin_on_a_gaussian_gives_its_mean_and_covariance():
 
     sigmas = toy.get_sigmas(10.0, 0.01, 10)
     x, trace = toy.anneal_langevin(score, 16 * torch.rand(4000, 2) - 8, sigmas, eps=5e-5, T=100)
-    assert len(trace) == 10 and trace[-1].shape == (4000, 2)
+    assert len(trace) == 11 and trace[-1].shape == (4000, 2)  # the start, then every level
     assert (x.mean(0) - mu).abs().max() < 0.06
     # Measured 0.07 (0.11 at ε = 2e-5): once σ_i is well below the data's scale, α_i is too small to
     # move the spread, which stays that of p_σ at σ ≈ 0.2-0.4 rather than σ_L.
@@ -122,7 +124,7 @@ def test_anneal_langevin_on_the_mixture_gets_the_mode_weights():
     # gap, which stops once they separate (σ ≈ 2-4): some 2% of the upper mode's share is lost there,
     # where the reverse SDE carries it across (test_reverse_sde_with_exact_scores_gets_the_mixture_weights).
     assert share == pytest.approx(0.78, abs=0.02)
-    assert len(trace) == toy.ALD_L and torch.equal(trace[-1], x)  # without the Tweedie step, the last level is x
+    assert len(trace) == toy.ALD_L + 1 and torch.equal(trace[0], x0) and torch.equal(trace[-1], x)  # start, levels
     upper = x[x.sum(1) > 0]  # the (5,5) component itself: mean (5,5), unit variance
     assert (upper.mean(0) - 5).abs().max() < 0.1 and (upper.var(0) - 1).abs().max() < 0.12
 
@@ -133,13 +135,14 @@ def test_mixture_score_at_large_sigma_is_that_of_one_wide_gaussian():
     assert torch.allclose(s, -(x - 3.0) / (1 + 1e6), rtol=1e-3, atol=1e-9)  # mean 0.2(-5) + 0.8(5) = 3
 
 
-def test_short_training_learns_a_gaussian_score_near_the_data():
+def test_short_training_learns_a_gaussian_score_near_the_data(monkeypatch):
+    monkeypatch.setattr(toy, "BATCH", 256)
     torch.manual_seed(0)
     mu, std = torch.tensor([1.0, -1.0]), torch.tensor([0.5, 1.5])
     data = mu + std * torch.randn(20_000, 2)
     sigmas = toy.get_sigmas(4.0, 0.05, 6)
-    model, losses = toy.train(toy.ScoreNet(64, data.mean(0), data.std().item()), data, sigmas, steps=1500,
-                              batch_size=256, log_every=1500)
+    model = toy.ScoreNet(64, data.mean(0), data.std().item())
+    model, losses = train(model, data, sigmas, steps=1500)
     # Standardised inputs make the first steps count: compare with the first 5 (measured 0.84 -> 0.65).
     assert losses[-100:].mean() < losses[:5].mean() - 0.1
     # Near the data (points drawn from p_σ itself) and at σ >= 0.5: at smaller σ the DSM target's
@@ -194,14 +197,27 @@ def test_smoothed_data_score_of_one_point_is_the_gaussian_score():
     assert torch.allclose(log_p, expected, atol=1e-5)
 
 
-TINY = ["--steps", "40", "--n-data", "2000", "--n-samples", "200", "--T", "5", "--hidden", "16"]
+def train(model, data, sigmas, steps, lr=2e-3):
+    """toy.train as main() calls it; returns the EMA model and the loss of every step."""
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return ema, toy.train(model, ema, opt, data, sigmas, SimpleNamespace(steps=steps, lr=lr))
 
 
-def test_cli_writes_every_output(tmp_path):
+TINY = ["--steps", "40", "--n-samples", "200", "--T", "5"]
+
+
+@pytest.fixture(autouse=True)
+def tiny_runs(monkeypatch):
+    """main() on 2000 points with 16 hidden units: the real code path, in seconds."""
+    monkeypatch.setattr(toy, "N_DATA", 2000)
+    monkeypatch.setattr(toy, "HIDDEN", 16)
+
+
+def test_cli_writes_every_output(tmp_path, capsys):
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, str(ROOT / "toy_ncsn.py"), "--dist", "mixture", "--out", str(out),
-                        "--gif", "--likelihood", *TINY], capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr
+    toy.main(["--dist", "mixture", "--out", str(out), "--gif", "--likelihood", *TINY])
+    r = SimpleNamespace(stdout=capsys.readouterr().out)
     for name in ["model.pt", "samples.npy", "samples.png", "levels.png", "score_sigmas.png", "score_error.png",
                  "sampler.gif", "density.png"]:
         assert (out / name).stat().st_size > 100, name
@@ -228,7 +244,7 @@ def test_cli_rejects_bad_input_in_one_line(bad, capsys):
 
 @pytest.mark.parametrize("sampler", ["sde", "ode", "ddpm", "ddim"])
 def test_every_sampler_runs_from_the_command_line(sampler, tmp_path, capsys):
-    toy.main(["--dist", "moons", "--sampler", sampler, "--N", "20", "--out", str(tmp_path), *TINY[:6], "--hidden", "16"])
+    toy.main(["--dist", "moons", "--sampler", sampler, "--N", "20", "--out", str(tmp_path), *TINY[:4]])
     evals = {"sde": 20, "ode": 39, "ddpm": 20, "ddim": 20}[sampler]  # N - 1 steps, Heun's two evaluations each
     assert f"with {sampler}: {evals} network evaluations" in capsys.readouterr().out
     assert np.isfinite(np.load(tmp_path / "samples.npy")).all()
@@ -310,13 +326,29 @@ def test_a_step_size_that_explodes_stops_with_one_line(tmp_path, capsys):
     assert e.value.code != 0 and "try a smaller --eps" in str(e.value)
 
 
+def test_a_loss_that_becomes_nan_stops_with_one_line(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        toy.main(["--dist", "heart", "--lr", "1e30", "--out", str(tmp_path), *TINY])
+    assert str(e.value).startswith("toy_ncsn.py: error: the loss became nan") and "--lr" in str(e.value)
+
+
+def test_dsm_loss_never_waits_for_the_device_and_keeps_the_dtype():
+    # .item() on a σ would make the host wait for the GPU every step; on the meta device (shapes, no
+    # data) any such read raises, so this runs only if dsm_loss stays on the device.
+    model = toy.ScoreNet(16).to("meta")
+    loss = toy.dsm_loss(model, torch.empty(8, 2, device="meta"), SIGMAS.to("meta"))
+    assert loss.device.type == "meta" and loss.shape == ()
+    x = torch.randn(64, 2, dtype=torch.float64)
+    assert toy.dsm_loss(LinearScore(-1.0, MU, S**2).double(), x, SIGMAS.double()).dtype == torch.float64
+
+
 def test_a_short_run_of_the_default_recipe_keeps_its_measured_quality():
     torch.manual_seed(99)
     ref = toy.moons(4000).double()
     torch.manual_seed(0)
     data = toy.moons(20_000)
     sigmas = toy.get_sigmas(torch.cdist(data[:1000], data[:1000]).max().item(), 0.01, 10)
-    model, _ = toy.train(toy.ScoreNet(128, data.mean(0), data.std().item()), data, sigmas, 800, log_every=800)
+    model, _ = train(toy.ScoreNet(128, data.mean(0), data.std().item()), data, sigmas, steps=800)
     x, _ = toy.anneal_langevin(model, (2 * torch.rand(1000, 2) - 1) * data.abs().max(), sigmas, eps=5e-5, T=30)
     ratio = toy.energy_distance(x.double(), ref) / toy.energy_floor(ref, 1000)
     # Measured over seeds 0-2: 2.2x-5.6x the floor; with softplus units and raw inputs (the other
