@@ -289,8 +289,9 @@ def fig_manifold(runs, shown, path, radius=2.0):
             size = nets[sigma](torch.stack([gx.ravel(), gy.ravel()], 1)).norm(dim=1).reshape(n, n)
             s = nets[sigma](torch.stack([qx.ravel(), qy.ravel()], 1))
         s = s / s.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        im = ax.imshow(size.log10(), extent=(*lo, *hi), origin="lower", cmap="magma", vmin=0, vmax=3.5)
-        ax.quiver(qx, qy, s[:, 0].reshape(m, m), s[:, 1].reshape(m, m), color="w", angles="xy", width=0.005)
+        im = ax.imshow(size.log10().numpy(), extent=(*lo, *hi), origin="lower", cmap="magma", vmin=0, vmax=3.5)
+        ax.quiver(qx.numpy(), qy.numpy(), s[:, 0].reshape(m, m).numpy(), s[:, 1].reshape(m, m).numpy(),
+                  color="w", angles="xy", width=0.005)
         ax.plot(radius * arc.cos(), radius * arc.sin(), color="tab:cyan", ls=":", lw=1, label="the ring (data)")
         ax.set(xlim=lo, ylim=hi, xlabel="x", ylabel="y", aspect="equal",
                title=titles[sigma] + "\n(arrows: direction of s_θ; colour: log₁₀ ‖s_θ‖)")

@@ -258,7 +258,7 @@ def test_cli_unknown_distribution_exits_cleanly_from_the_shell():
 
 def test_same_seed_same_samples(tmp_path):
     def run(seed, name):
-        toy.main(["--dist", "heart", "--seed", str(seed), "--out", str(tmp_path / name), *TINY])
+        toy.main(["--dist", "heart", "--seed", str(seed), "--out", str(tmp_path / name), "--L", "40", *TINY])
         return np.load(tmp_path / name / "samples.npy")
 
     a, b, c = run(3, "a"), run(3, "b"), run(4, "c")
