@@ -277,29 +277,33 @@ def fig_manifold(runs, shown, path, radius=2.0):
                  "with noise, the slope −1/σ² of the perturbed data")
     ax.legend(fontsize=8, loc="upper right")
 
-    # Near a piece of the ring: the size of s_θ on a fine grid, its direction on a coarse one.
+    titles = {0.0: "σ = 0: a thin sink on the ring, anything off it",
+              shown: f"σ = {shown:g}: s_θ points at the ring, growing with the distance"}
+    for ax, sigma in zip(axes[1], [0.0, shown]):
+        plot_ring_field(fig, ax, nets[sigma], titles[sigma], radius)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_ring_field(fig, ax, net, title, radius):
+    """Near a piece of the ring: the size of s_θ on a fine grid (colour), its direction on a coarse one (arrows)."""
     lo, hi, n, m = (radius - 0.8, radius + 0.8), (-0.8, 0.8), 200, 13
     gx, gy = torch.meshgrid(torch.linspace(*lo, n), torch.linspace(*hi, n), indexing="xy")
     qx, qy = torch.meshgrid(torch.linspace(*lo, m), torch.linspace(*hi, m), indexing="xy")
     arc = torch.linspace(-0.45, 0.45, 100)
-    titles = {0.0: "σ = 0: a thin sink on the ring, anything off it",
-              shown: f"σ = {shown:g}: s_θ points at the ring, growing with the distance"}
-    for ax, sigma in zip(axes[1], [0.0, shown]):
-        with torch.no_grad():
-            size = nets[sigma](torch.stack([gx.ravel(), gy.ravel()], 1)).norm(dim=1).reshape(n, n)
-            s = nets[sigma](torch.stack([qx.ravel(), qy.ravel()], 1))
-        s = s / s.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        im = ax.imshow(size.log10().numpy(), extent=(*lo, *hi), origin="lower", cmap="magma", vmin=0, vmax=3.5)
-        ax.quiver(qx.numpy(), qy.numpy(), s[:, 0].reshape(m, m).numpy(), s[:, 1].reshape(m, m).numpy(),
-                  color="w", angles="xy", width=0.005)
-        ax.plot(radius * arc.cos(), radius * arc.sin(), color="tab:cyan", ls=":", lw=1, label="the ring (data)")
-        ax.set(xlim=lo, ylim=hi, xlabel="x", ylabel="y", aspect="equal",
-               title=titles[sigma] + "\n(arrows: direction of s_θ; colour: log₁₀ ‖s_θ‖)")
-        ax.legend(fontsize=8, loc="upper left")
-        fig.colorbar(im, ax=ax, shrink=0.8, label="log₁₀ ‖s_θ(x)‖")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with torch.no_grad():
+        size = net(torch.stack([gx.ravel(), gy.ravel()], 1)).norm(dim=1).reshape(n, n)
+        s = net(torch.stack([qx.ravel(), qy.ravel()], 1))
+    s = s / s.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    im = ax.imshow(size.log10().numpy(), extent=(*lo, *hi), origin="lower", cmap="magma", vmin=0, vmax=3.5)
+    ax.quiver(qx.numpy(), qy.numpy(), s[:, 0].reshape(m, m).numpy(), s[:, 1].reshape(m, m).numpy(),
+              color="w", angles="xy", width=0.005)
+    ax.plot(radius * arc.cos(), radius * arc.sin(), color="tab:cyan", ls=":", lw=1, label="the ring (data)")
+    ax.set(xlim=lo, ylim=hi, xlabel="x", ylabel="y", aspect="equal",
+           title=title + "\n(arrows: direction of s_θ; colour: log₁₀ ‖s_θ‖)")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="log₁₀ ‖s_θ(x)‖")
 
 
 def density_grid(mix, lim, sigma=0.0, n=200):

@@ -1,6 +1,6 @@
 """NCSN on MNIST: a noise conditional score network trained with denoising score matching,
-sampled with annealed Langevin dynamics or four other samplers, used to fill in hidden parts of
-digits and to measure the likelihood of test digits.
+sampled with annealed Langevin dynamics or four other samplers, and used to fill in hidden parts of
+digits (its bits per dimension: mnist_likelihood.py).
 
 Song & Ermon, "Generative Modeling by Estimating Gradients of the Data Distribution", NeurIPS 2019,
 arXiv:1907.05600. A small U-Net s_θ(x, σ) learns the score of MNIST perturbed by Gaussian noise of
@@ -8,18 +8,16 @@ every σ (eq. (5)-(6)), trained as EDM does (Karras et al. 2022, arXiv:2206.0036
 distribution, loss weight); Algorithm 1 walks noise down L geometric levels, and Algorithm 2
 (appendix) does the same with some pixels held at a given image: inpainting. The same network is
 also sampled by the reverse SDE (by default, with Langevin corrector steps), the probability-flow
-ODE, DDPM and DDIM (Song et al. 2021, arXiv:2011.13456), as in toy_ncsn.py, on EDM's σ's, and the ODE
-gives its bits per dimension on test digits.
+ODE, DDPM and DDIM (Song et al. 2021, arXiv:2011.13456), as in toy_ncsn.py, on EDM's σ's.
 
     python mnist_ncsn.py                        # without CUDA 10 min of training on the CPU, else full
     python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 64)
     python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt --sampler ald
     python mnist_ncsn.py --inpaint right --ckpt out/mnist/checkpoint.pt
-    python mnist_ncsn.py --likelihood --ckpt out/mnist/checkpoint.pt
 
 Outputs in --out (default out/mnist/): samples.png, samples.npy, levels.png, loss.png,
-checkpoint.pt; with --inpaint: inpaint.png, inpaint.npz; with --likelihood: likelihood.png,
-likelihood.npz. MNIST is read from --data-dir and downloaded there when missing.
+checkpoint.pt; with --inpaint: inpaint.png, inpaint.npz. MNIST is read from --data-dir and
+downloaded there when missing.
 """
 import argparse
 import copy
@@ -463,38 +461,6 @@ def ddim(score, x, sigmas, denoise=True):
     return (tweedie(score, x, levels[-1]) if denoise else x), trace
 
 
-def score_and_divergence(score, x, sigma, probes):
-    """s_θ(x, σ) and Hutchinson's estimate of its divergence ∇·s_θ = E_v[vᵀ (∂s_θ/∂x) v] for v of mean 0 and
-    covariance I (Skilling 1989; Hutchinson 1990): one vector-Jacobian product per probe of `probes` (k, *x.shape)."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        s = score(x, sigma_like(x, sigma))
-        div = sum((torch.autograd.grad(s, x, v, retain_graph=True)[0] * v).flatten(1).sum(1) for v in probes)
-    return s.detach(), div.detach() / len(probes)
-
-
-def log_likelihood(score, x, sigmas, prior, probes=1):
-    """log p_θ(x) at σ_L, in nats, by the probability-flow ODE (Song et al. 2021, Appendix D.2).
-
-    Along dx/dσ = -σ s_θ(x, σ), d log p_σ(x(σ))/dσ = σ ∇·s_θ, so
-    log p_θ(x) = log π(x(σ_1)) - ∫ from σ_L to σ_1 of σ ∇·s_θ(x(σ), σ) dσ: Heun's method from the data up.
-    The divergence is Hutchinson's estimate with `probes` Rademacher vectors per image, drawn once for the
-    whole path (FFJORD, Grathwohl et al. 2019): the exact trace would take 784 backward passes a step.
-    """
-    v = torch.randint(0, 2, (probes, *x.shape), device=x.device).to(x.dtype) * 2 - 1
-
-    def slopes(x, sigma):
-        s, div = score_and_divergence(score, x, sigma, v)
-        return -sigma * s, sigma * div
-
-    levels, gain = sigmas.flip(0).tolist(), torch.zeros(len(x), device=x.device)  # σ_L up to σ_1
-    for sigma, sigma_next in zip(levels, levels[1:]):
-        h, (dx, dlog) = sigma_next - sigma, slopes(x, sigma)
-        dx_next, dlog_next = slopes(x + h * dx, sigma_next)
-        x, gain = x + h * (dx + dx_next) / 2, gain + h * (dlog + dlog_next) / 2
-    return prior.log_prob(x) - gain
-
-
 def with_progress(score, total, every=15.0):
     """Wrap a score network so that sampling prints its σ, img/s and time left every `every` seconds:
     counting calls (`total` in all) says where it is, so the samplers one pastes into notes stay clean."""
@@ -520,7 +486,7 @@ def save(fig, path):
     plt.close(fig)
 
 
-def save_grid(images, ncols, path, title, xlabels=None, xlabel=None, size=0.55):
+def fig_grid(images, ncols, path, title, xlabels=None, xlabel=None, size=0.55):
     """Write images (n, 28, 28) in [0, 1] as one tiled figure, row-major, 2-pixel gaps between
     tiles, a label under each column when given."""
     rows = math.ceil(len(images) / ncols)
@@ -536,28 +502,28 @@ def save_grid(images, ncols, path, title, xlabels=None, xlabel=None, size=0.55):
     save(fig, path)
 
 
-def save_samples(x, trace, levels, out, title, sampler):
+def fig_samples(x, trace, levels, out, title, sampler):
     """samples.png: a square grid of up to 100 samples x (n, 1, 28, 28); levels.png: the trace's images
     (up to five, rows) at nine of the sampler's σ's, from σ_1 down, and as final samples (columns)."""
-    save_grid(x[:100, 0], math.ceil(math.sqrt(len(x[:100]))), out / "samples.png", title, size=0.4)
+    fig_grid(x[:100, 0], math.ceil(math.sqrt(len(x[:100]))), out / "samples.png", title, size=0.4)
     picks = torch.linspace(0, len(trace) - 1, min(9, len(trace))).round().long().tolist()
     columns = torch.stack([trace[i][:, 0] for i in picks] + [x[:len(trace[0]), 0]], 1)  # (≤ 5, 10, 28, 28)
-    save_grid(columns.flatten(0, 1), columns.shape[1], out / "levels.png",
+    fig_grid(columns.flatten(0, 1), columns.shape[1], out / "levels.png",
               f"{sampler}: the images at decreasing σ", [f"{levels[i]:.2g}" for i in picks] + ["final"],
               "σ (the state after its steps there); one sample per row")
 
 
-def save_inpaint(originals, mask, completions, region, path):
+def fig_inpaint(originals, mask, completions, region, path):
     """One row per digit: occluded input (hidden part dark grey) | completions | original."""
     occluded = torch.where(mask[0], originals, torch.tensor(0.3))  # gaps between tiles are 0.5
     rows = torch.cat([occluded[:, None], completions, originals[:, None]], 1)  # (n, k + 2, 28, 28)
     k = rows.shape[1] - 2
-    save_grid(rows.flatten(0, 1), k + 2, path,
+    fig_grid(rows.flatten(0, 1), k + 2, path,
               f"Inpainting, Algorithm 2: {region} part hidden, completions 1..{k}",
               ["input"] + [f"{j + 1}" for j in range(k)] + ["original"], size=0.6)
 
 
-def save_loss(losses, path):
+def fig_loss(losses, path):
     """Mean DSM loss per epoch."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(range(1, len(losses) + 1), losses, marker=".")
@@ -579,8 +545,7 @@ SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 1e-4
 SAMPLER_N = {"sde": 100, "ode": 18, "ddpm": 300, "ddim": 50}  # Karras σ's stepped through
 # σ_1 = 16: the largest distance between two of the 10,000 training digits (NCSNv2's Technique 1).
 SIGMA_1, SIGMA_L = 16.0, 0.01
-SAMPLE_BATCH = 100  # one batch of 1,000 images costs 1.4x per image on a CPU (measured)
-LIKELIHOOD_N = 100  # σ's of the likelihood ODE (measured: see docs/results.md)
+SAMPLE_BATCH = 100  # images sampled at a time: one batch of 1,000 costs 1.4x per image on a CPU (measured)
 
 
 def bf16_native():
@@ -600,12 +565,8 @@ def positive(kind):
     return parse
 
 
-def parse_args(argv=None):
-    """Command-line flags; bad values end in parser.error (one line, exit code 2)."""
-    p = argparse.ArgumentParser(description="NCSN (Song & Ermon 2019) on MNIST: train a noise "
-                                "conditional U-Net with DSM, sample it by the reverse SDE with "
-                                "Langevin corrector steps (or annealed Langevin dynamics, the "
-                                "probability-flow ODE, DDPM, DDIM), inpaint, measure bits/dim.")
+def add_training_flags(p):
+    """The flags of the data, the device and the training run."""
     add = p.add_argument
     add("--data-dir", default="data/mnist", help="folder with the four MNIST .gz files, downloaded "
         "there when missing; without network, point it at your copy (default: data/mnist)")
@@ -618,8 +579,7 @@ def parse_args(argv=None):
         "on CUDA, else cpu")
     add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network "
         "under bf16 autocast (the loss, σ division, sampler and EMA stay float32); auto (default): "
-        "bf16 on a CPU with native bf16 (AVX512-BF16, AMX) and with --compile on CUDA, else fp32; "
-        "fp32 for --likelihood")
+        "bf16 on a CPU with native bf16 (AVX512-BF16, AMX) and with --compile on CUDA, else fp32")
     add("--seed", type=int, default=0, help="random seed (default: 0)")
     g, c = PRESETS["gpu"], PRESETS["cpu"]
     length = p.add_mutually_exclusive_group()
@@ -634,6 +594,15 @@ def parse_args(argv=None):
         default = f"{g[flag]:g}" if g[flag] == c[flag] else f"{g[flag]:g} with --preset gpu, {c[flag]:g} with cpu"
         add("--" + flag.replace("_", "-"), type=positive(kind),
             help=f"{text} (default: {default}; the checkpoint's when one is read)")
+    add("--compile", action="store_true", help="torch.compile the training step (on CUDA: CUDA "
+        "graphs and channels_last)")
+    add("--resume", action="store_true", help="continue training up to --epochs from a checkpoint "
+        "(--ckpt, else OUT/checkpoint.pt)")
+
+
+def add_sampling_flags(p):
+    """The flags of the samplers and of inpainting."""
+    add = p.add_argument
     add("--sigma-1", type=positive(float), default=SIGMA_1, help=f"the samplers' largest σ (default: {SIGMA_1:g})")
     add("--sigma-L", type=positive(float), default=SIGMA_L, help=f"the samplers' smallest σ (default: {SIGMA_L:g})")
     add("--sampler", choices=["ald", "sde", "ode", "ddpm", "ddim"], help="annealed Langevin "
@@ -649,22 +618,22 @@ def parse_args(argv=None):
         "EDM's σ's (ρ = 7) or the paper's geometric ones; ald is geometric (default: karras)")
     add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ")
     add("--n-samples", type=positive(int), default=100, help="images to sample (default: 100)")
-    add("--sample-batch", type=positive(int), default=SAMPLE_BATCH, help="images sampled at a time "
-        f"(default: {SAMPLE_BATCH})")
-    add("--compile", action="store_true", help="torch.compile the training step (on CUDA: CUDA "
-        "graphs and channels_last)")
-    add("--resume", action="store_true", help="continue training up to --epochs from a checkpoint "
-        "(--ckpt, else OUT/checkpoint.pt)")
     add("--sample-only", action="store_true", help="sample from --ckpt, no training")
     add("--ckpt", help="checkpoint to read (default: OUT/checkpoint.pt)")
     add("--inpaint", choices=MASKS, help="hide this part of test digits and complete them with "
         "Algorithm 2 (--L, --T, --eps as for ald) from the checkpoint's EMA model; no training")
     add("--n-inpaint", type=positive(int), default=10, help="test digits to inpaint (default: 10)")
     add("--n-completions", type=positive(int), default=6, help="completions per digit (default: 6)")
-    add("--likelihood", action="store_true", help="bits per dimension of test digits under the "
-        f"checkpoint's EMA model by the probability-flow ODE (--N σ's, default {LIKELIHOOD_N}); no training")
-    add("--n-likelihood", type=positive(int), default=1000, help="test digits for --likelihood (default: 1000)")
-    add("--probes", type=positive(int), default=1, help="Hutchinson probes per digit for --likelihood (default: 1)")
+
+
+def parse_args(argv=None):
+    """Command-line flags; bad values end in parser.error (one line, exit code 2)."""
+    p = argparse.ArgumentParser(description="NCSN (Song & Ermon 2019) on MNIST: train a noise "
+                                "conditional U-Net with DSM, sample it by the reverse SDE with "
+                                "Langevin corrector steps (or annealed Langevin dynamics, the "
+                                "probability-flow ODE, DDPM, DDIM), inpaint (Algorithm 2).")
+    add_training_flags(p)
+    add_sampling_flags(p)
     args = p.parse_args(argv)
     for name in ["L", "N"]:
         if getattr(args, name) is not None and getattr(args, name) < 2:
@@ -677,9 +646,8 @@ def parse_args(argv=None):
         p.error("--sigma-1 must be larger than --sigma-L")
     if args.preset == "auto":
         args.preset = "gpu" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
-    if args.inpaint and args.resume or args.likelihood and (args.resume or args.inpaint):
-        p.error(f"--{'likelihood' if args.likelihood else 'inpaint'} reads a checkpoint; it does not go "
-                f"with --{'resume' if args.resume else 'inpaint'}")
+    if args.inpaint and args.resume:
+        p.error("--inpaint reads a checkpoint; it does not go with --resume")
     if args.inpaint and args.sampler not in (None, "ald"):
         p.error("--inpaint is Algorithm 2, annealed Langevin: it does not go with --sampler "
                 f"{args.sampler}")
@@ -701,15 +669,15 @@ def fill_defaults(args, ckpt, device):
     args.L = args.L or ALD_L
     if args.T is None:
         args.T = ALD_T if args.sampler == "ald" or args.inpaint else SDE_T if args.sampler == "sde" else 0
-    args.N = args.N or (LIKELIHOOD_N if args.likelihood else SAMPLER_N.get(args.sampler))
+    args.N = args.N or SAMPLER_N.get(args.sampler)
     args.eps = args.eps or EPS
-    if args.precision == "auto":  # bf16 moves bits/dim by 0.025 (measured): the likelihood stays float32
-        native = not args.likelihood and (device == "cuda" and args.compile or device == "cpu" and bf16_native())
+    if args.precision == "auto":
+        native = device == "cuda" and args.compile or device == "cpu" and bf16_native()
         args.precision = "bf16" if native else "fp32"
 
 
 def sample(args, net, prior, device):
-    """Run --sampler on --n-samples images from the prior, --sample-batch at a time; returns (samples,
+    """Run --sampler on --n-samples images from the prior, SAMPLE_BATCH at a time; returns (samples,
     the first batch's trace, the σ of each trace entry, network evaluations per image)."""
     ald = args.sampler == "ald"
     schedule = get_sigmas if ald or args.schedule == "geometric" else karras_sigmas
@@ -717,8 +685,8 @@ def sample(args, net, prior, device):
     per_step = {"ald": args.T, "sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)
     denoise, samples, trace = not args.no_denoise, [], None
     nfe = (len(sigmas) if ald else len(sigmas) - 1) * per_step + denoise
-    batches = [args.sample_batch] * (args.n_samples // args.sample_batch) + (
-        [args.n_samples % args.sample_batch] if args.n_samples % args.sample_batch else [])
+    batches = [SAMPLE_BATCH] * (args.n_samples // SAMPLE_BATCH) + (
+        [args.n_samples % SAMPLE_BATCH] if args.n_samples % SAMPLE_BATCH else [])
     score = with_progress(net, nfe * len(batches))
     for n in batches:
         x0 = prior.sample((n,))
@@ -755,35 +723,8 @@ def inpaint(args, net, prior, device, out):
           f"Langevin steps, ε {args.eps:.3g}, in {time.time() - t0:.1f} s")
     np.savez_compressed(out / "inpaint.npz", originals=images[:n, 0].numpy(), completions=x.numpy(),
                         labels=labels[:n].numpy(), mask=mask[0, 0].cpu().numpy())
-    save_inpaint(images[:n, 0], mask[0].cpu(), x, args.inpaint, out / "inpaint.png")
+    fig_inpaint(images[:n, 0], mask[0].cpu(), x, args.inpaint, out / "inpaint.png")
     print(f"wrote {out}/inpaint.png, inpaint.npz")
-
-
-def likelihood(args, net, prior, device, out):
-    """Bits per dimension of the first --n-likelihood test digits, dequantised as (k + u)/256, u ~ U(0, 1):
-    -log p_θ(x)/(784 ln 2) + 8. Writes likelihood.npz (bits per digit) and likelihood.png."""
-    images, labels = load_mnist(args.data_dir, "test", download=True, mirror=args.mirror)
-    if args.n_likelihood > len(images):
-        raise UserError(f"--n-likelihood {args.n_likelihood}, but {args.data_dir} holds only "
-                        f"{len(images)} test images")
-    k = (images[:args.n_likelihood] * 255).round()
-    x = ((k + torch.rand_like(k)) / 256).to(device)
-    sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.N).to(device)
-    score, t0 = with_progress(net, 2 * (args.N - 1) * math.ceil(len(x) / args.sample_batch)), time.time()
-    with torch.autocast(device, torch.bfloat16, enabled=args.precision == "bf16"):
-        log_p = torch.cat([log_likelihood(score, batch, sigmas, prior, args.probes)
-                           for batch in x.split(args.sample_batch)]).cpu()
-    bits = -log_p / (784 * math.log(2)) + 8
-    print(f"bits/dim = {bits.mean():.3f} ± {bits.std() / math.sqrt(len(bits)):.3f} over {len(bits)} test "
-          f"digits (probability-flow ODE, {args.N} σ's, {args.probes} probe(s) a digit, "
-          f"{time.time() - t0:.0f} s)")
-    np.savez(out / "likelihood.npz", bits=bits.numpy(), labels=labels[:len(bits)].numpy())
-    picks = torch.cat([bits.argsort()[:8], bits.argsort()[-8:]])
-    save_grid(images[picks, 0], 16, out / "likelihood.png", f"The test digits of highest (left) and "
-              f"lowest (right) likelihood of {len(bits)}: bits/dim under the model",
-              [f"{b:.2f}" for b in bits[picks].tolist()], "bits per dimension (lower: more likely)",
-              size=0.6)
-    print(f"wrote {out}/likelihood.png, likelihood.npz")
 
 
 def run(args):
@@ -797,7 +738,7 @@ def run(args):
     except OSError as e:
         raise UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
     ckpt_path = Path(args.ckpt) if args.ckpt else out / "checkpoint.pt"
-    training = not (args.sample_only or args.inpaint or args.likelihood)
+    training = not (args.sample_only or args.inpaint)
     ckpt = load_checkpoint(ckpt_path) if not training or args.resume else None
     fill_defaults(args, ckpt, device)
     length = f"{args.minutes:g} min" if args.minutes else f"{args.epochs} epochs"
@@ -828,22 +769,24 @@ def run(args):
         train(model, ema, opt, data, args, state, out / "checkpoint.pt")
         print(f"training took {time.time() - t0:.1f} s ({state['epoch']} epochs)" + (f", peak GPU memory "
               f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device == "cuda" else ""))
-        save_loss(state["losses"], out / "loss.png")
+        fig_loss(state["losses"], out / "loss.png")
     prior = gaussian_prior(data, args.sigma_1)  # every sampler starts here
     torch.manual_seed(args.seed)
     if args.inpaint:
         return inpaint(args, ema, prior, device, out)
-    if args.likelihood:
-        return likelihood(args, ema, prior, device, out)
+    write_samples(args, ema, prior, device, out, state["epoch"], training)
+
+
+def write_samples(args, net, prior, device, out, epoch, training):
+    """Sample by --sampler, print what it cost, write samples.npy, samples.png and levels.png."""
     t0 = time.time()
-    x, trace, levels, nfe = sample(args, ema, prior, device)
+    x, trace, levels, nfe = sample(args, net, prior, device)
     how = (f"L={args.L}, T={args.T}, ε={args.eps:.3g}" if args.sampler == "ald" else f"N={args.N} {args.schedule}"
            + (f", T={args.T}, ε={args.eps:.3g}" if args.sampler == "sde" and args.T else ""))
     print(f"sampled {args.n_samples} images by {args.sampler} ({how}): {nfe} network evaluations "
           f"each, in {time.time() - t0:.1f} s")
     np.save(out / "samples.npy", x[:, 0].numpy().astype(np.float32))
-    save_samples(x, trace, levels, out, f"NCSN samples by {args.sampler}, {how} (epoch {state['epoch']})",
-                 args.sampler)
+    fig_samples(x, trace, levels, out, f"NCSN samples by {args.sampler}, {how} (epoch {epoch})", args.sampler)
     print(f"wrote {out}/samples.png, samples.npy, levels.png"
           + ("" if not training else ", loss.png, checkpoint.pt"))
 

@@ -4,7 +4,7 @@
 
 Each of the 784 pixels gets the histogram of its 256 values over the training images (add-one smoothed);
 the test digits' bits per dimension under that model is the mean of -log2 p(k) over their pixels. In the
-units of mnist_ncsn.py --likelihood (uniform dequantisation (k + u)/256, density 256 p(k) on each bin) it
+units of mnist_likelihood.py (uniform dequantisation (k + u)/256, density 256 p(k) on each bin) it
 is the same number. It also prints what that model gives when each pixel is blurred by N(0, σ²) as the
 score network's density at σ_L is: what blurring alone costs at σ = σ_L.
 """
@@ -24,7 +24,7 @@ def main():
     """Histograms from the training images, bits per dimension of the test images."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default="data/mnist", help="MNIST .gz files (default: data/mnist)")
-    p.add_argument("--n-test", type=int, default=1000, help="first N test digits, as --likelihood (default: 1000)")
+    p.add_argument("--n-test", type=int, default=1000, help="first N test digits, as mnist_likelihood.py (default: 1000)")
     p.add_argument("--sigmas", nargs="*", type=float, default=[0.01, 0.001], help="blurs to show (default: 0.01 0.001)")
     args = p.parse_args()
     try:
@@ -38,7 +38,7 @@ def main():
     print(f"per-pixel histograms of {len(train):,} training images: {bits.mean():.3f} ± "
           f"{bits.std() / math.sqrt(len(bits)):.3f} bits/dim over {len(bits):,} test digits")
     torch.manual_seed(0)
-    x = (test + torch.rand(test.shape)) / 256  # dequantised, as --likelihood reads them
+    x = (test + torch.rand(test.shape)) / 256  # dequantised, as mnist_likelihood.py reads them
     edges, normal = torch.arange(257) / 256, torch.distributions.Normal(0.0, 1.0)
     for sigma in args.sigmas:  # bin k's density 256 on its width, blurred by N(0, σ²), weighted by p(k)
         dens = torch.cat([256 * (p_k * -torch.diff(normal.cdf((chunk[..., None] - edges) / sigma))).sum(-1)

@@ -1,11 +1,11 @@
 """Bits per dimension of trained U-Nets on test digits, median and worst over seeds, per ODE setting.
 
     python benchmarks/mnist_likelihood.py --data-dir data/mnist                     # out/mnist_seeds/seed_*/
-    python benchmarks/mnist_likelihood.py --data-dir data/mnist --settings N=50 N=100 N=200 probes=4
+    python benchmarks/mnist_likelihood.py --data-dir data/mnist --settings N=50 N=100 N=200 n-likelihood=300
 
 For each checkpoint RUNS/seed_S/checkpoint.pt (written by benchmarks/mnist_seeds.py) and each setting,
-given as FLAG=VALUE,FLAG=VALUE (flags of mnist_ncsn.py, e.g. N=200,probes=2 or precision=fp32; an empty
-string for the defaults), it runs `python mnist_ncsn.py --likelihood --ckpt CKPT --seed S [--FLAG VALUE ...]`
+given as FLAG=VALUE,FLAG=VALUE (flags of mnist_likelihood.py, e.g. N=200,n-likelihood=300; an empty
+string for the defaults), it runs `python mnist_likelihood.py --ckpt CKPT --seed S [--FLAG VALUE ...]`
 as a user would, and collects the line it prints, bits/dim = X ± SE over N test digits, with its time.
 benchmarks/mnist_bits_baseline.py gives the per-pixel histograms' figure to compare with.
 """
@@ -38,9 +38,9 @@ def main():
         flags = [a for kv in setting.split(",") if kv for a in (f"--{kv.split('=')[0]}", kv.split("=")[1])]
         for ckpt in runs:
             out = Path(args.out) / (setting.replace(",", "_").replace("=", "") or "defaults") / ckpt.parent.name
-            cmd = [sys.executable, str(ROOT / "mnist_ncsn.py"), "--likelihood", "--ckpt", str(ckpt), "--seed",
+            cmd = [sys.executable, str(ROOT / "mnist_likelihood.py"), "--ckpt", str(ckpt), "--seed",
                    ckpt.parent.name[5:], "--data-dir", args.data_dir, "--out", str(out), *flags]
-            print(f"{setting or 'defaults'}, {ckpt.parent.name}: python mnist_ncsn.py {' '.join(cmd[2:])}", flush=True)
+            print(f"{setting or 'defaults'}, {ckpt.parent.name}: python mnist_likelihood.py {' '.join(cmd[2:])}", flush=True)
             rc, _, lines = run_seed(cmd)
             found = [m for m in map(LINE.search, lines) if m]
             if rc or not found:

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+import mnist_likelihood as ml
 import mnist_ncsn as m
 import toy_ncsn as toy
 
@@ -51,7 +52,7 @@ def mirror():
     server.server_close()
 
 
-def cli(*args, cwd, shell=False):
+def cli(*args, cwd, shell=False, main=m.main):
     """Run the script as `python mnist_ncsn.py ARGS` would (with shell=True, as a new process: the whole path from
     the shell), else its main() in this process, seconds faster; return (returncode, stdout, stderr)."""
     if shell:
@@ -64,7 +65,7 @@ def cli(*args, cwd, shell=False):
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                m.main([str(a) for a in args])
+                main([str(a) for a in args])
                 rc = 0
             except SystemExit as e:  # as the interpreter would: a message goes to stderr, exit code 1
                 rc = e.code if isinstance(e.code, int) else 1
@@ -76,12 +77,12 @@ def cli(*args, cwd, shell=False):
     return rc, out.getvalue(), err.getvalue()
 
 
-def assert_clean_error(rc, err, *words):
+def assert_clean_error(rc, err, *words, prog="mnist_ncsn.py"):
     """Non-zero exit, no traceback, last stderr line is the script's one-line error."""
     assert rc != 0
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("mnist_ncsn.py: error:"), err
+    assert last.startswith(f"{prog}: error:"), err
     for w in words:
         assert w in last, (w, last)
 
@@ -539,13 +540,13 @@ def test_cli_resume_download_and_sample_only(one_epoch, tmp_path, mirror):
 @pytest.mark.parametrize("sampler, precision, evaluations", [
     ("ald", "fp32", 6), ("ald", "bf16", 6), ("sde", "bf16", 9), ("ode", "fp32", 9), ("ddpm", "bf16", 5),
     ("ddim", "fp32", 5)])
-def test_cli_every_sampler_and_precision(one_epoch, tmp_path, sampler, precision, evaluations):
+def test_cli_every_sampler_and_precision(one_epoch, tmp_path, sampler, precision, evaluations, monkeypatch):
     """From the tiny run's checkpoint: L = 5 levels of T = 1 (ald), N = 5 σ's (sde with one corrector
     step, Heun's two evaluations a step for ode), the Tweedie step last; 4 images in batches of 3."""
     first, _ = one_epoch
+    monkeypatch.setattr(m, "SAMPLE_BATCH", 3)
     rc, stdout, err = cli("--sample-only", "--ckpt", first / "checkpoint.pt", "--out", tmp_path,
-                          "--data-dir", DATA, "--sampler", sampler, "--precision", precision,
-                          "--sample-batch", 3, *TINY, cwd=tmp_path)
+                          "--data-dir", DATA, "--sampler", sampler, "--precision", precision, *TINY, cwd=tmp_path)
     assert rc == 0, err
     assert f"| cpu, {precision} |" in stdout
     assert f"sampled 4 images by {sampler} (" in stdout and f"): {evaluations} network evaluations" in stdout
@@ -683,7 +684,7 @@ def test_log_likelihood_of_a_gaussian_in_256_dimensions_is_its_closed_form():
             torch.full((1, 16, 16), mu), math.sqrt(var) * torch.ones(1, 16, 16)), 3)
 
     exact = normal(tau2 + 1e-4).log_prob(x)  # 48.5 nats an image on average
-    errors = [(m.log_likelihood(image_gaussian_score(mu, tau2), x, m.get_sigmas(16.0, 0.01, n),
+    errors = [(ml.log_likelihood(image_gaussian_score(mu, tau2), x, m.get_sigmas(16.0, 0.01, n),
                                 normal(tau2 + 256), probes=1) - exact).abs() for n in [100, 200]]
     # Heun's error, the same sign for every image: measured 0.86 and 0.21 nats (0.001 bits/dim at 200
     # σ's), 4.0 times smaller for twice the σ's, as a second-order method's should be.
@@ -707,8 +708,8 @@ def test_log_likelihood_of_a_correlated_gaussian_within_hutchinsons_error():
         return FlatPrior(torch.distributions.MultivariateNormal(torch.full((d,), mu), cov + var_extra * torch.eye(d)))
 
     x = (mu + torch.randn(400, d) @ torch.linalg.cholesky(cov).T).reshape(400, 1, 16, 16)
-    error = m.log_likelihood(score, x, sigmas, gaussian(256), probes=1) - gaussian(1e-4).log_prob(x)
-    four = m.log_likelihood(score, x, sigmas, gaussian(256), probes=4) - gaussian(1e-4).log_prob(x)
+    error = ml.log_likelihood(score, x, sigmas, gaussian(256), probes=1) - gaussian(1e-4).log_prob(x)
+    four = ml.log_likelihood(score, x, sigmas, gaussian(256), probes=4) - gaussian(1e-4).log_prob(x)
     # Measured: mean errors -0.03 ± 0.61 (one probe) and 0.56 ± 0.32 nats (four), Heun's part under 0.3;
     # each image's error spreads by 12.3 and 6.4 nats: Hutchinson's, 1/√probes.
     for e in [error, four]:
@@ -720,11 +721,11 @@ def test_hutchinson_divergence_of_a_unet_is_its_exact_trace_on_average():
     torch.manual_seed(0)
     net, x, sigma = m.UNet(8), m.load_mnist(DATA)[0][:2], 0.5
     basis = math.sqrt(784) * torch.eye(784).reshape(784, 1, 1, 28, 28).expand(784, 2, 1, 28, 28)
-    s, exact = m.score_and_divergence(net, x, sigma, basis)  # √D e_i: vᵀJv averages to tr J exactly
+    s, exact = ml.score_and_divergence(net, x, sigma, basis)  # √D e_i: vᵀJv averages to tr J exactly
     assert torch.allclose(s, net(x, torch.full((2,), sigma)))
     probes = torch.randint(0, 2, (400, 2, 1, 28, 28)).float() * 2 - 1
-    one = torch.stack([m.score_and_divergence(net, x, sigma, v[None])[1] for v in probes[:50]])
-    _, mean = m.score_and_divergence(net, x, sigma, probes)
+    one = torch.stack([ml.score_and_divergence(net, x, sigma, v[None])[1] for v in probes[:50]])
+    _, mean = ml.score_and_divergence(net, x, sigma, probes)
     se = one.std(0) / math.sqrt(400)  # the spread of one probe's estimate, over 400
     assert ((mean - exact).abs() < 4 * se).all(), (mean, exact, se)
     assert (one.std(0) > 0.01 * exact.abs()).all()  # a real estimate, not the trace in disguise
@@ -732,11 +733,11 @@ def test_hutchinson_divergence_of_a_unet_is_its_exact_trace_on_average():
 
 def test_cli_likelihood(one_epoch, tmp_path):
     first, _ = one_epoch
-    rc, stdout, err = cli("--likelihood", "--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out",
-                          tmp_path, "--n-likelihood", 20, "--N", 5, "--probes", 2, "--device", "cpu", cwd=tmp_path)
+    rc, stdout, err = cli("--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out", tmp_path,
+                          "--n-likelihood", 20, "--N", 5, "--device", "cpu", cwd=tmp_path, main=ml.main)
     assert rc == 0, err
     line = next(ln for ln in stdout.splitlines() if ln.startswith("bits/dim = "))
-    assert line.endswith("s)") and "over 20 test digits (probability-flow ODE, 5 σ's, 2 probe(s) a digit" in line
+    assert line.endswith("s)") and "over 20 test digits (probability-flow ODE, 5 σ's, one probe a digit" in line
     bits = np.load(tmp_path / "likelihood.npz")["bits"]
     mean, se = map(float, line.split()[2:5:2])
     assert bits.shape == (20,) and mean == pytest.approx(bits.mean(), abs=1e-3)
@@ -746,8 +747,8 @@ def test_cli_likelihood(one_epoch, tmp_path):
     assert (tmp_path / "likelihood.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for flags, message in [(["--n-likelihood", 301], "--n-likelihood 301, but"),
                            (["--ckpt", tmp_path / "none.pt"], "none.pt: not a readable checkpoint")]:
-        rc, _, err = cli("--likelihood", "--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out", tmp_path,
-                         *flags, cwd=tmp_path)
-        assert_clean_error(rc, err, message)
-    rc, _, err = cli("--likelihood", "--resume", "--out", tmp_path, cwd=tmp_path)
-    assert rc == 2 and err.strip().splitlines()[-1].endswith("--likelihood reads a checkpoint; it does not go with --resume")
+        rc, _, err = cli("--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out", tmp_path,
+                         *flags, cwd=tmp_path, main=ml.main)
+        assert_clean_error(rc, err, message, prog="mnist_likelihood.py")
+    rc, _, err = cli("--N", 1, "--out", tmp_path, cwd=tmp_path, main=ml.main)
+    assert rc == 2 and err.strip().splitlines()[-1].endswith("--N must be at least 2")
