@@ -1,17 +1,18 @@
 """Tests for langevin_compare.py: eq. (1) and its link to DSM, the manifold experiment, exact scores, both samplers,
 a short DSM training run, the CLI."""
+import argparse
+import copy
 import math
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-import langevin_compare as lc
-from langevin_compare import (Mixture, ScoreNet, anneal_langevin, dsm_loss, langevin, mode_share, parse_args, ring,
-                              score_matching_loss, toy_mixture, train, train_score_matching)
+import langevin_compare
+from langevin_compare import (Mixture, ScoreNet, anneal_langevin, dsm_loss, get_sigmas, langevin, main, mode_share,
+                              parse_args, ring, score_matching_loss, share_curve, train, train_score_matching)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "langevin_compare.py"
 
@@ -25,6 +26,11 @@ def start_points(n, seed=0):
     """n points uniform on [-8, 8]^2, as in the script."""
     torch.manual_seed(seed)
     return (2 * torch.rand(n, 2) - 1) * 8
+
+
+def toy_mixture(weight, dist):
+    """The script's target: (1-w) N((-d,-d), I) + w N((d,d), I)."""
+    return Mixture(torch.tensor([[-dist, -dist], [dist, dist]]), torch.tensor([1 - weight, weight]))
 
 
 MU = torch.tensor([1.0, -2.0], dtype=torch.float64)
@@ -114,6 +120,15 @@ def test_dsm_equals_sigma_squared_score_matching_plus_one(case):
         assert dsm > 0.9
 
 
+def test_dsm_loss_draws_sigma_without_host_sync_in_the_input_dtype():
+    # .item() / float() on a meta tensor raises: the loss must be tensor ops from the ladder to the result.
+    sigmas = get_sigmas(20.0, 0.1, 10)
+    loss = dsm_loss(ScoreNet().to("meta"), torch.zeros(8, 2, device="meta"), sigmas.to("meta"))
+    assert loss.is_meta and loss.shape == ()
+    loss = dsm_loss(ScoreNet().double(), torch.randn(8, 2, dtype=torch.float64), sigmas.double())
+    assert loss.dtype == torch.float64 and torch.isfinite(loss)
+
+
 @pytest.mark.parametrize("sigma", [0.05, 0.2])
 def test_perturbed_ring_optimum_is_minus_one_over_two_sigma_squared(sigma):
     # The figure's dashed lines: at the exact score of the blurred ring, eq. (1) is -½ E‖s‖² ≈ -1/(2σ²).
@@ -174,8 +189,14 @@ def test_perturbed_score_at_sigma_zero_is_the_data_score():
 
 def test_exact_scores_ald_recovers_weights_plain_langevin_does_not():
     mix, x0 = toy_mixture(0.8, 5.0), start_points(1280)
-    x_ald, _ = anneal_langevin(mix.score, x0, default_sigmas(), eps=0.005, T=100, denoise=False)
+    x_ald, trace = anneal_langevin(mix.score, x0, default_sigmas(), eps=0.005, T=100, denoise=False)
+    # The trace starts with the start point, then one entry after each of the 10 levels.
+    assert len(trace) == 11 and torch.equal(trace[0], x0) and torch.equal(trace[-1], x_ald)
     x_plain = langevin(mix.score, x0, 0.0, alpha=0.1, T=1000)
+    torch.manual_seed(0)
+    steps, shares, kept = share_curve(mix.score, x0, 0.0, 0.1, max_steps=1000, keep=1000, points=5)
+    assert steps == [0, 1, 6, 32, 178, 1000] and shares[0] == mode_share(x0)[0] and abs(shares[-1] - 0.8) > 0.15
+    assert mode_share(kept)[0] == shares[-1]
     assert abs(mode_share(x_ald)[0] - 0.8) <= 0.03
     assert abs(mode_share(x_plain)[0] - 0.8) > 0.15
     # ALD's samples match the data: mode means (+-5, +-5), unit variance per coordinate around them.
@@ -198,34 +219,57 @@ def test_both_samplers_on_a_single_gaussian():
 def test_short_dsm_training_gives_ald_share_near_true_weight():
     torch.manual_seed(0)
     mix, sigmas = toy_mixture(0.8, 5.0), default_sigmas()
-    net = train(mix, sigmas, steps=2000)
-    x_ald, _ = anneal_langevin(net, start_points(1280), sigmas, eps=0.005, T=100, denoise=False)
+    model = ScoreNet()
+    ema = copy.deepcopy(model).requires_grad_(False)
+    args = argparse.Namespace(steps=1000, sigma_1=20.0, sigma_L=0.1, L=10)
+    losses = train(model, ema, torch.optim.Adam(model.parameters(), lr=langevin_compare.LR), mix.sample(20_000), args)
+    assert losses.shape == (1000,) and losses.device.type == "cpu" and losses[-100:].mean() < losses[:100].mean()
+    x_ald, _ = anneal_langevin(ema, start_points(1280), sigmas, eps=0.005, T=100, denoise=False)
+    # Over seeds 0-5 the EMA network's share was 0.775-0.806 after 1000 steps (0.763-0.823 after 2000).
     assert abs(mode_share(x_ald)[0] - 0.8) <= 0.05
 
 
+def test_train_stops_on_a_nan_loss_with_a_user_error():
+    model = ScoreNet()
+    ema, args = copy.deepcopy(model).requires_grad_(False), argparse.Namespace(steps=3, sigma_1=20.0, sigma_L=0.1, L=10)
+    with pytest.raises(langevin_compare.UserError, match="nan"):
+        train(model, ema, torch.optim.Adam(model.parameters()), torch.full((10, 2), math.nan), args)
+
+
 def run_cli(*args, cwd):
-    """Run the script; returns the completed process."""
+    """Run the script in a new process; returns the completed process."""
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("args", [["--plain-eps", "2.5"], ["--sigma-L", "30"], ["--eps", "1"],
-                                  ["--exact-only", "--out", "setup.cfg/out"]])  # --out under a file
+def run_main(argv, cwd, monkeypatch):
+    """Run main(argv) in this process from `cwd` (cheaper than a new process); returns its exit code or message."""
+    monkeypatch.chdir(cwd)
+    try:
+        main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+def test_cli_bad_input_one_line_error_in_a_new_process(tmp_path):
+    (tmp_path / "setup.cfg").write_text("a file, not a folder")
+    r = run_cli("--exact-only", "--out", "setup.cfg/out", cwd=tmp_path)  # --out under a file
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "error:" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("args", [["--n-samples", "0"], ["--sigma-L", "30"], ["--eps", "1"], ["--plain-eps", "3"],
+                                  ["--L", "1"], ["--exact-only", "--out", "setup.cfg/out"]])  # --out under a file
 def test_cli_bad_input_one_line_error(args, tmp_path, monkeypatch, capsys):
     (tmp_path / "setup.cfg").write_text("a file, not a folder")
-    if args[-1] == "setup.cfg/out":  # a run that fails after parsing: from the shell, no traceback
-        r = run_cli(*args, cwd=tmp_path)
-        assert r.returncode != 0 and "Traceback" not in r.stderr
-        assert "error:" in r.stderr.strip().splitlines()[-1]
-        return
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as e:
-        lc.main(args)
-    assert e.value.code != 0 and "error:" in capsys.readouterr().err.strip().splitlines()[-1]
+    code = run_main(args, tmp_path, monkeypatch)  # a string: what the interpreter prints on stderr; 2: argparse's
+    last = code if isinstance(code, str) else capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0 and "\n" not in last and "error:" in last
 
 
 @pytest.mark.parametrize("args", [["--manifold", "--manifold-sigmas", "0.05", "-0.1"],
                                   ["--manifold", "--manifold-sigmas", "a"], ["--manifold", "--manifold-sigmas", "inf"],
-                                  ["--manifold", "--manifold-sigmas", "0"]])
+                                  ["--manifold", "--manifold-sigmas", "0"], ["--manifold", "--manifold-sigmas"]])
 def test_manifold_flags_bad_values_one_line_error(args, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse_args(args)
@@ -234,10 +278,10 @@ def test_manifold_flags_bad_values_one_line_error(args, capsys):
 
 
 def test_cli_manifold_prints_its_table_and_writes_its_figure(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(lc, "MANIFOLD_STEPS", 60)
-    lc.main(["--manifold", "--manifold-sigmas", "0.05", "0.2", "--out", str(tmp_path / "figs")])
-    r = SimpleNamespace(stdout=capsys.readouterr().out)
-    rows = {l.split()[2]: l.split()[3:] for l in r.stdout.splitlines() if l.startswith("σ = ") and "steps" not in l}
+    monkeypatch.setattr(langevin_compare, "MANIFOLD_STEPS", 60)
+    assert run_main(["--manifold", "--manifold-sigmas", "0.05", "0.2", "--out", "figs"], tmp_path, monkeypatch) == 0
+    out = capsys.readouterr().out
+    rows = {l.split()[2]: l.split()[3:] for l in out.splitlines() if l.startswith("σ = ") and "steps" not in l}
     assert list(rows) == ["0", "0.05", "0.2"]
     assert rows["0"][-2:] == ["none", "(-∞)"] and rows["0.05"][-1] == "-200.0" and rows["0.2"][-1] == "-12.5"
     # Loss at steps 4-6, 13-15, 28-30, 58-60 (seed 0): -0.4, -0.5, -0.8, -2.6 at σ = 0; -0.3 ... -2.1 at σ = 0.2.
@@ -248,26 +292,16 @@ def test_cli_manifold_prints_its_table_and_writes_its_figure(tmp_path, monkeypat
 
 
 def test_cli_exact_only_seeded_and_reproducible(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(lc, "LONG_STEPS", 300)
-    args = ["--exact-only", "--n-samples", "400", "--plain-T", "200", "--seed", "3", "--out", str(tmp_path / "figs")]
-
-    def run():
-        lc.main(args)
-        return SimpleNamespace(stdout=capsys.readouterr().out)
-    first, second = run(), run()
-    line = next(l for l in first.stdout.splitlines() if l.startswith("exact:"))
-    assert line == next(l for l in second.stdout.splitlines() if l.startswith("exact:"))
+    monkeypatch.setattr(langevin_compare, "LONG_STEPS", 300)  # plain Langevin steps in the share figure
+    args = ["--exact-only", "--n-samples", "400", "--plain-T", "200", "--seed", "3", "--out", "figs"]
+    lines = []
+    for _ in range(2):
+        assert run_main(args, tmp_path, monkeypatch) == 0
+        lines.append(next(l for l in capsys.readouterr().out.splitlines() if l.startswith("exact:")))
+    line = lines[0]
+    assert line == lines[1]
     shares = {part.split()[0]: float(part.split()[1].split("±")[0]) for part in line[6:].split("|")}
     assert abs(shares["iid"] - 0.8) < 0.07 and abs(shares["ALD"] - 0.8) < 0.07
     assert abs(shares["Langevin"] - 0.8) > 0.15
     for name in ["langevin_samples.png", "langevin_share.png", "langevin_scores.png"]:
         assert (tmp_path / "figs" / name).stat().st_size > 10_000
-
-
-def test_dsm_loss_never_waits_for_the_device_and_keeps_the_dtype():
-    # .item() on a σ would make the host wait for the GPU every step; on the meta device (shapes, no
-    # data) any such read raises, so this runs only if dsm_loss stays on the device.
-    sigmas = torch.tensor([20.0, 2.0, 0.1])
-    loss = dsm_loss(ScoreNet().to("meta"), torch.empty(8, 2, device="meta"), sigmas.to("meta"))
-    assert loss.device.type == "meta" and loss.shape == ()
-    assert dsm_loss(ScoreNet().double(), torch.randn(64, 2, dtype=torch.float64), sigmas.double()).dtype == torch.float64
