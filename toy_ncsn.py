@@ -164,13 +164,14 @@ def dsm_loss(score, x, sigmas):
     return 0.5 * ((sigma[:, None] * score(x + sigma[:, None] * z, sigma) + z) ** 2).sum(1).mean()
 
 
-def train(model, ema, opt, data, sigmas, args):
+def train(model, ema, opt, data, args):
     """Adam on dsm_loss over random batches of `data` for --steps; updates `ema`, returns the loss of every step."""
     # The DSM gradient is mostly noise at small σ. Two averages tame it: a learning rate decaying
     # linearly to 0, and sampling with an exponential moving average of the weights (NCSNv2, technique 5).
-    losses, t0, every = [], time.time(), max(1, args.steps // 10)
+    sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.L).to(data.device)
+    lr, losses, t0, every = opt.param_groups[0]["lr"], [], time.time(), max(1, args.steps // 10)
     for step in range(1, args.steps + 1):
-        opt.param_groups[0]["lr"] = args.lr * (1 - (step - 1) / args.steps)
+        opt.param_groups[0]["lr"] = lr * (1 - (step - 1) / args.steps)
         loss = dsm_loss(model, data[torch.randint(len(data), (BATCH,), device=data.device)], sigmas)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -620,7 +621,7 @@ def run(args):
     except OSError as e:
         raise UserError(f"cannot create output directory {out}: {e.strerror}") from None
     t_start, data = time.time(), DISTS[args.dist](N_DATA).to(device)
-    sigma_1 = args.sigma_1 or torch.cdist(data[:2000], data[:2000]).max().item()
+    args.sigma_1 = sigma_1 = args.sigma_1 or torch.cdist(data[:2000], data[:2000]).max().item()
     if sigma_1 <= args.sigma_L:
         raise UserError(f"σ_1 = {sigma_1:.3g} from the data is not above --sigma-L {args.sigma_L}")
     sigmas = get_sigmas(sigma_1, args.sigma_L, args.L).to(device)
@@ -629,7 +630,7 @@ def run(args):
           f"{sum(p.numel() for p in model.parameters())} parameters, on {device}")
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)  # one kernel for all tensors: ~10% faster
-    train(model, ema, opt, data, sigmas, args)
+    train(model, ema, opt, data, args)
     torch.save({"model": ema.state_dict(), "sigmas": sigmas.cpu(), "args": vars(args)}, os.path.join(out, "model.pt"))
 
     t0 = time.time()

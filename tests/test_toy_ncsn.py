@@ -201,7 +201,8 @@ def train(model, data, sigmas, steps, lr=2e-3):
     """toy.train as main() calls it; returns the EMA model and the loss of every step."""
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    return ema, toy.train(model, ema, opt, data, sigmas, SimpleNamespace(steps=steps, lr=lr))
+    args = SimpleNamespace(steps=steps, sigma_1=sigmas[0].item(), sigma_L=sigmas[-1].item(), L=len(sigmas))
+    return ema, toy.train(model, ema, opt, data, args)
 
 
 TINY = ["--steps", "40", "--n-samples", "200", "--T", "5"]
