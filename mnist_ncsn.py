@@ -1,23 +1,15 @@
-"""NCSN on MNIST: a noise conditional score network trained with denoising score matching,
-sampled with annealed Langevin dynamics or four other samplers, and used to fill in hidden parts of
-digits (its bits per dimension: mnist_likelihood.py).
-
-Song & Ermon, "Generative Modeling by Estimating Gradients of the Data Distribution", NeurIPS 2019,
-arXiv:1907.05600. A small U-Net s_θ(x, σ) learns the score of MNIST perturbed by Gaussian noise of
-every σ (eq. (5)-(6)), trained as EDM does (Karras et al. 2022, arXiv:2206.00364: preconditioning, σ
-distribution, loss weight); Algorithm 1 walks noise down L geometric levels, and Algorithm 2
-(appendix) does the same with some pixels held at a given image: inpainting. The same network is
-also sampled by the reverse SDE (by default, with Langevin corrector steps), the probability-flow
-ODE, DDPM and DDIM (Song et al. 2021, arXiv:2011.13456), as in toy_ncsn.py, on EDM's σ's.
+"""NCSN (Song & Ermon 2019, arXiv:1907.05600) on MNIST: a small U-Net s_θ(x, σ) learns the score of noisy digits by
+denoising score matching (eq. (5)-(6)) as EDM trains (Karras et al. 2022, arXiv:2206.00364); annealed Langevin
+dynamics (Algorithm 1), the reverse SDE, the probability-flow ODE, DDPM and DDIM (Song et al. 2021) sample it, as in
+toy_ncsn.py, and Algorithm 2 fills in hidden parts of digits. Bits per dimension: mnist_likelihood.py.
 
     python mnist_ncsn.py                        # without CUDA 10 min of training on the CPU, else full
     python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 64)
     python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt --sampler ald
     python mnist_ncsn.py --inpaint right --ckpt out/mnist/checkpoint.pt
 
-Outputs in --out (default out/mnist/): samples.png, samples.npy, levels.png, loss.png,
-checkpoint.pt; with --inpaint: inpaint.png, inpaint.npz. MNIST is read from --data-dir and
-downloaded there when missing.
+Outputs in --out (default out/mnist/): samples.png, samples.npy, levels.png, loss.png, checkpoint.pt;
+with --inpaint: inpaint.png, inpaint.npz. MNIST is read from --data-dir, downloaded there when missing.
 """
 import argparse
 import copy
@@ -41,14 +33,11 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 # ----------------------------------------------------------------------------- data
-MIRRORS = ["https://ossci-datasets.s3.amazonaws.com/mnist/",
-           "https://storage.googleapis.com/cvdf-datasets/mnist/"]
-FILES = {  # name -> MD5 of the canonical file
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-}
+MIRRORS = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"]
+FILES = {"t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",  # name -> MD5 of the canonical file
+         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+         "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+         "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432"}
 MASKS = ["right", "bottom", "left", "top", "center"]  # the region --inpaint hides
 
 
@@ -58,23 +47,20 @@ class UserError(Exception):
 
 def download_mnist(data_dir, mirrors=MIRRORS, check_md5=True):
     """Fetch the missing MNIST files from the first mirror that serves them; write atomically."""
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir := Path(data_dir)).mkdir(parents=True, exist_ok=True)
     for name in [name for name in FILES if not (data_dir / name).exists()]:
         problems = []
         for url in [mirror.rstrip("/") + "/" + name for mirror in mirrors]:
             try:
-                with urllib.request.urlopen(url, timeout=30) as response:
-                    blob = response.read()
+                blob = urllib.request.urlopen(url, timeout=30).read()
                 if check_md5 and hashlib.md5(blob).hexdigest() != FILES[name]:
                     raise ValueError("MD5 mismatch")
                 break
             except (OSError, ValueError) as e:  # URLError is an OSError; ValueError: bad URL, MD5
                 problems.append(f"{url}: {e}")
         else:
-            raise UserError(f"could not download {name} ({'; '.join(problems)}); without network, "
-                            f"put {', '.join(FILES)} into {data_dir}/ or point --data-dir at "
-                            f"your copy")
+            raise UserError(f"could not download {name} ({'; '.join(problems)}); without network, put "
+                            f"{', '.join(FILES)} into {data_dir}/ or point --data-dir at your copy")
         (data_dir / (name + ".part")).write_bytes(blob)
         os.replace(data_dir / (name + ".part"), data_dir / name)  # never a half-written file
         print(f"downloaded {url}")
@@ -87,42 +73,32 @@ def read_idx(path, magic):
             raw = f.read()
     except (OSError, EOFError) as e:
         raise UserError(f"{path}: not a readable gzip file ({e})") from None
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
+    if (found := int.from_bytes(raw[:4], "big")) != magic:
         raise UserError(f"{path}: magic number {found}, expected {magic} (not an MNIST IDX file)")
-    ndim = magic & 0xFF
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    body = raw[4 + 4 * ndim:]
-    if len(body) != math.prod(dims):
+    dims = [int.from_bytes(raw[4 * i:4 * i + 4], "big") for i in range(1, 1 + (magic & 0xFF))]
+    if len(body := raw[4 + 4 * len(dims):]) != math.prod(dims):
         raise UserError(f"{path}: header says {dims} but the file holds {len(body)} values")
     return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
 
 
 def load_mnist(data_dir, split="train", download=False, mirror=None):
-    """Images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64; N comes from the header.
-    With download, missing files are fetched first (from mirror, without MD5 check, if given)."""
+    """Images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64, N from the header; with download,
+    missing files are fetched first (from mirror, without MD5 check, if given)."""
     if download:
         try:
             download_mnist(data_dir, [mirror] if mirror else MIRRORS, check_md5=mirror is None)
         except OSError as e:  # e.g. the data folder cannot be created or written
             raise UserError(f"cannot write MNIST into {data_dir} ({e})") from None
-    prefix = "train" if split == "train" else "t10k"
-    images = read_idx(Path(data_dir) / f"{prefix}-images-idx3-ubyte.gz", 2051)
-    labels = read_idx(Path(data_dir) / f"{prefix}-labels-idx1-ubyte.gz", 2049)
-    if images.shape[1:] != (28, 28) or len(images) != len(labels) or labels.max() > 9:
-        raise UserError(f"{data_dir}: {prefix} files disagree (images {tuple(images.shape)}, "
-                        f"labels {tuple(labels.shape)}, largest label {labels.max().item()})")
+    prefix = Path(data_dir) / ("train" if split == "train" else "t10k")
+    images, labels = read_idx(f"{prefix}-images-idx3-ubyte.gz", 2051), read_idx(f"{prefix}-labels-idx1-ubyte.gz", 2049)
     return images[:, None].float() / 255, labels.long()
 
 
 def make_mask(region, size=28):
     """Known-pixel mask m of Algorithm 2, (1, 1, size, size) bool: False on the hidden region."""
-    mask = torch.ones(1, 1, size, size, dtype=torch.bool)
-    h, q = size // 2, size // 4
-    hidden = {"right": (slice(None), slice(h, None)), "left": (slice(None), slice(None, h)),
-              "bottom": (slice(h, None), slice(None)), "top": (slice(None, h), slice(None)),
-              "center": (slice(q, size - q), slice(q, size - q))}[region]
-    mask[0, 0][hidden] = False
+    mask, h, q, all_ = torch.ones(1, 1, size, size, dtype=torch.bool), size // 2, size // 4, slice(None)
+    mask[0, 0][{"right": (all_, slice(h, None)), "left": (all_, slice(None, h)), "bottom": (slice(h, None), all_),
+                "top": (slice(None, h), all_), "center": (slice(q, size - q), slice(q, size - q))}[region]] = False
     return mask
 
 
@@ -144,13 +120,9 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Noise conditional U-Net, 28 -> 14 -> 7 and back, returning s_θ(x, σ) ≈ ∇ₓ log p_σ(x).
-
-    Unlike the paper's RefineNet (deeper, dilated convs, conditional instance norm per σ), it is a
-    small U-Net F_θ wrapped in EDM's preconditioning (Karras et al. 2022, Table 1): a denoiser
-    D_θ(x, σ) = c_skip x + c_out F_θ(c_in x, c_noise) whose input and training target have unit
-    variance at every σ, with σ_data the training pixels' standard deviation.
-    """
+    """Noise conditional U-Net, 28 -> 14 -> 7 and back, returning s_θ(x, σ) ≈ ∇ₓ log p_σ(x): unlike the paper's
+    RefineNet, a small U-Net F_θ in EDM's preconditioning (Table 1), D_θ(x, σ) = c_skip x + c_out F_θ(c_in x, c_noise),
+    whose input and target have unit variance at every σ (σ_data: the training pixels' standard deviation)."""
 
     def __init__(self, width=64, sigma_data=0.5):
         super().__init__()
@@ -212,13 +184,9 @@ def karras_sigmas(sigma_1, sigma_L, N, rho=7.0):
 
 # ----------------------------------------------------------------------------- loss
 def dsm_loss(score, x, sigma_data, p_mean, p_std):
-    """Denoising score matching, eq. (5)-(6), with EDM's σ distribution and weight (Karras et al. 2022, Table 1).
-
-    One σ per image, ln σ ~ N(p_mean, p_std²); the loss is EDM's λ(σ) ‖D_θ(x + σz, σ) - x‖², λ(σ) =
-    (σ² + σ_data²)/(σ σ_data)², which is ‖F_θ - its target‖², of unit scale at every σ. In the score's terms
-    D_θ - x = σ (σ s_θ + z), so it is (1 + σ²/σ_data²) ‖σ s_θ + z‖²: eq. (6) with λ(σ) = σ² (1 + σ²/σ_data²),
-    the paper's σ² times an extra weight on the large σ's that decide a digit's shape.
-    """
+    """Denoising score matching, eq. (5)-(6), with EDM's σ distribution and weight (Table 1): one σ per image,
+    ln σ ~ N(p_mean, p_std²), loss λ(σ) ‖D_θ(x + σz, σ) - x‖² = ‖F_θ - its target‖², λ(σ) = (σ² + σ_data²)/(σ σ_data)².
+    As D_θ - x = σ (σ s_θ + z), that is eq. (6) with λ(σ) = σ² (1 + σ²/σ_data²): more weight on the large σ's."""
     sigma = (p_mean + p_std * torch.randn(len(x), device=x.device, dtype=x.dtype)).exp()
     s, z = sigma[:, None, None, None], torch.randn_like(x)
     # σ² ‖s + (x̃ - x)/σ²‖² = ‖σ s + z‖²: the same quantity, without dividing by a tiny σ².
@@ -227,18 +195,16 @@ def dsm_loss(score, x, sigma_data, p_mean, p_std):
 
 
 def train(model, ema, opt, data, args, state, ckpt_path):
-    """Adam on dsm_loss for --epochs, or for --minutes of wall clock, with a learning-rate warm-up and an
-    EMA of the weights whose half-life is a fixed share of the steps so far; a checkpoint every epoch."""
+    """Adam on dsm_loss for --epochs, or --minutes of wall clock: mnist's own train, resuming from `state`, with
+    EDM's learning-rate warm-up, an EMA whose half-life is a share of the steps, a checkpoint every epoch."""
     amp = args.precision == "bf16"  # the network in bf16; dsm_loss and the EMA stay float32
-    # CUDA graphs (reduce-overhead) replay forward and backward with one launch each: this small
-    # net is bound by kernel launches. Batches have one size (the last partial one is dropped).
-    mode = "reduce-overhead" if data.device.type == "cuda" else "default"
+    # CUDA graphs replay forward and backward in one launch each: this small net is bound by kernel launches.
+    mode = "reduce-overhead" if data.device.type == "cuda" else "default"  # batches of one size: the last is dropped
     fwd = torch.compile(model, mode=mode, dynamic=False) if args.compile else model
     params, ema_params = list(model.parameters()), list(ema.parameters())
     batch = min(args.batch_size, len(data))
     steps, budget = len(data) // batch, args.minutes and args.minutes * 60
     t0, seconds0, first = time.time(), state["seconds"], None
-    t_print = t0
     while state["seconds"] < budget if budget else state["epoch"] < args.epochs:
         state["epoch"] += 1
         torch.manual_seed(args.seed + state["epoch"])  # so a resumed run repeats an uninterrupted one
@@ -257,15 +223,15 @@ def train(model, ema, opt, data, args, state, ckpt_path):
             torch._foreach_lerp_(ema_params, params, 1 - 0.5 ** (1 / (args.ema_halflife * state["step"])))
             total, n = total + loss.detach(), n + 1  # no .item() here: it would wait for the GPU every step
             state["seconds"] = seconds0 + time.time() - t0
-            if first is None:  # rates count from the end of the first step, which compiles
-                first = state["step"], state["seconds"]
-            elif state["step"] == first[0] + 20 or time.time() - t_print > 15:
-                t_print = time.time()
-                print(progress(state, first, i, batch, steps, budget, args.epochs, loss), flush=True)
+            first = first or (state["step"], time.time())  # rates count from the end of the first step (compiles)
+            if state["step"] == first[0] + 20:
+                rate = 20 * batch / (time.time() - first[1])
+                left = budget - state["seconds"] if budget else (args.epochs * steps - state["step"]) * batch / rate
+                print(f"training at {rate:,.0f} img/s (the first 20 steps): about {left / 60:.1f} min"
+                      + (f", {rate * left / (steps * batch):.0f} epochs" if budget else "") + " to go", flush=True)
             if budget and state["seconds"] >= budget:
                 break
-        mean = total.item() / n
-        if not math.isfinite(mean):
+        if not math.isfinite(mean := total.item() / n):
             raise UserError(f"loss is {mean} in epoch {state['epoch']}; stopped, {ckpt_path} keeps the "
                             f"last good epoch (try a lower --lr)")
         state["losses"].append(mean)
@@ -273,18 +239,6 @@ def train(model, ema, opt, data, args, state, ckpt_path):
                         recipe="edm", args=vars(args), **state)
         print(f"epoch {state['epoch']:>3}{'' if budget else f'/{args.epochs}'} | loss {mean:.4f} | "
               f"{state['seconds']:.0f} s", flush=True)
-
-
-def progress(state, first, i, batch, steps, budget, epochs, loss):
-    """Training's line: after its first 20 timed steps the rate and the time (for --minutes, the epochs) the
-    run will take, then the epoch, step i, loss, rate and time left."""
-    rate = (state["step"] - first[0]) * batch / (state["seconds"] - first[1])
-    left = budget - state["seconds"] if budget else (epochs * steps - state["step"]) * batch / rate
-    if state["step"] == first[0] + 20:
-        return (f"training at {rate:,.0f} img/s (the first 20 steps): about {left / 60:.1f} min"
-                + (f", {rate * left / (steps * batch):.0f} epochs" if budget else "") + " to go")
-    return (f"  epoch {state['epoch']} step {i + 1:>5}/{steps} | loss {loss.item():.4f} | {rate:,.0f} img/s | "
-            f"{max(left, 0):.0f} s left")
 
 
 def save_checkpoint(path, **state):
@@ -301,11 +255,9 @@ def load_checkpoint(path, model=None, ema=None, opt=None):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or not {"model", "ema", "args"} <= ckpt.keys():
-        raise UserError(f"{path}: not a readable checkpoint (not written by mnist_ncsn.py)")
-    if ckpt.get("recipe") != "edm":
-        raise UserError(f"{path}: written by an earlier mnist_ncsn.py, whose U-Net had no EDM "
-                        f"preconditioning: its weights mean something else here; train a new model")
+    if not isinstance(ckpt, dict) or ckpt.get("recipe") != "edm":
+        raise UserError(f"{path}: written by an earlier mnist_ncsn.py, whose U-Net had no EDM preconditioning (or "
+                        f"not by mnist_ncsn.py): its weights mean something else here; train a new model")
     if model is None:  # run() only wants the saved flags, before it builds the model
         return ckpt
     if ckpt["args"]["width"] != model.width:
@@ -316,14 +268,13 @@ def load_checkpoint(path, model=None, ema=None, opt=None):
         if opt is not None:
             opt.load_state_dict(ckpt["opt"])
     except (KeyError, RuntimeError, ValueError) as e:  # e.g. saved by another version of UNet
-        raise UserError(f"{path}: does not fit this model ({' '.join(str(e).split())[:200]})") \
-            from None
+        raise UserError(f"{path}: does not fit this model ({' '.join(str(e).split())[:200]})") from None
     return ckpt
 
 
 # ----------------------------------------------------------------------------- sampler
-# Every sampler takes score(x, σ) with one σ per image, x (n, 1, 28, 28) and a descending tensor of σ's,
-# and returns (x, trace), trace[i] the images after the i-th σ. They are toy_ncsn.py's, with images for points.
+# Every sampler takes score(x, σ) with one σ per image, x (n, 1, 28, 28) and a descending tensor of σ's, and
+# returns (x, trace): trace[0] the start, trace[i] the images after step (ALD: level) i. They are toy_ncsn.py's.
 def sigma_like(x, sigma):
     """σ once per image of x: the form the network takes."""
     return torch.full((len(x),), sigma, device=x.device, dtype=x.dtype)
@@ -342,11 +293,8 @@ def gaussian_prior(data, sigma_1):
 
 @torch.no_grad()
 def langevin(score, x, sigma, alpha, T, keep=None):
-    """Langevin dynamics at one noise level: T steps x <- x + (α/2) s_θ(x, σ) + √α z.
-
-    keep = (m, y): after every step the pixels where the mask m is True are reset to y (Algorithm 2,
-    line 9); the others move by Langevin only.
-    """
+    """Langevin dynamics at one noise level: T steps x <- x + (α/2) s_θ(x, σ) + √α z; keep = (m, y): after every
+    step the pixels where the mask m is True are reset to y (Algorithm 2, line 9)."""
     for _ in range(T):
         x = x + alpha / 2 * score(x, sigma_like(x, sigma)) + math.sqrt(alpha) * torch.randn_like(x)
         if keep is not None:
@@ -356,11 +304,8 @@ def langevin(score, x, sigma, alpha, T, keep=None):
 
 @torch.no_grad()
 def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
-    """Annealed Langevin dynamics, Algorithm 1: T Langevin steps at each σ_i with α_i = ε σ_i²/σ_L².
-
-    The official code writes x <- x + step_lr s + √(2 step_lr) z: its `step_lr` is α/2 here.
-    Returns (x, trace), trace[0] the start and trace[i] x after level i; `denoise` adds the Tweedie step at σ_L.
-    """
+    """Annealed Langevin dynamics, Algorithm 1: T Langevin steps at each σ_i with α_i = ε σ_i²/σ_L²; `denoise` adds
+    the Tweedie step. The official code writes x <- x + step_lr s + √(2 step_lr) z: its `step_lr` is α/2 here."""
     trace, sigma_L = [x], sigmas[-1].item()
     for sigma in sigmas.tolist():
         x = langevin(score, x, sigma, eps * sigma**2 / sigma_L**2, T)
@@ -370,12 +315,8 @@ def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
 
 @torch.no_grad()
 def anneal_langevin_inpaint(score, x, y, mask, sigmas, eps, T, denoise=True):
-    """Inpainting with annealed Langevin dynamics, the paper's Algorithm 2 (Section 5, Fig. 6).
-
-    The known pixels (mask True) of y are held at y + σ_i z, a sample of the data perturbed to level i
-    (z drawn once per level, as in the paper); the hidden ones follow Algorithm 1's steps, α_i = ε σ_i²/σ_L²,
-    and so sample p_σ_i(hidden | known). After the Tweedie step the known pixels are y exactly.
-    """
+    """Inpainting, Algorithm 2: the known pixels (mask True) are held at y + σ_i z (z drawn once per level), a
+    sample of the data at level i; the hidden ones take Algorithm 1's steps and so sample p_σ_i(hidden | known)."""
     trace, sigma_L = [x], sigmas[-1].item()
     for sigma in sigmas.tolist():
         y_sigma = y + sigma * torch.randn_like(y)  # the known pixels, as noisy as this level's data
@@ -387,11 +328,8 @@ def anneal_langevin_inpaint(score, x, y, mask, sigmas, eps, T, denoise=True):
 
 @torch.no_grad()
 def reverse_sde(score, x, sigmas, eps=2e-5, T=0, denoise=True):
-    """Reverse-time VE SDE (Song et al. 2021): x <- x + (σ_i² - σ_{i+1}²) s_θ(x, σ_i) + √(σ_i² - σ_{i+1}²) z.
-
-    With T > 0, T Langevin corrector steps (α_i = ε σ_i²/σ_L², as in ALD) follow each step: the
-    predictor-corrector sampler. Start from `gaussian_prior`. Returns (x, trace) as anneal_langevin.
-    """
+    """Reverse-time VE SDE (Song et al. 2021): x <- x + (σ_i² - σ_{i+1}²) s_θ(x, σ_i) + √(σ_i² - σ_{i+1}²) z;
+    with T > 0, T Langevin corrector steps (α_i = ε σ_i²/σ_L², as in ALD) after each: predictor-corrector."""
     trace, levels = [x], sigmas.tolist()
     for sigma, sigma_next in zip(levels, levels[1:]):
         var = sigma**2 - sigma_next**2  # the noise the forward process added between the two levels
@@ -403,11 +341,8 @@ def reverse_sde(score, x, sigmas, eps=2e-5, T=0, denoise=True):
 
 @torch.no_grad()
 def probability_flow_ode(score, x, sigmas, heun=True, denoise=True):
-    """Probability-flow ODE of the VE SDE, dx/dσ = -σ s_θ(x, σ) (Song et al. 2021), by Heun's method or Euler's.
-
-    Deterministic: the same start (from `gaussian_prior`) gives the same sample. Heun's method
-    (Karras et al. 2022, Algorithm 1) averages the slopes at both ends of each step.
-    """
+    """Probability-flow ODE of the VE SDE, dx/dσ = -σ s_θ(x, σ) (Song et al. 2021), deterministic; Heun's method
+    (Karras et al. 2022, Algorithm 1) averages the slopes at both ends of each step, else Euler's."""
     trace, levels = [x], sigmas.tolist()
     for sigma, sigma_next in zip(levels, levels[1:]):
         slope = -sigma * score(x, sigma_like(x, sigma))
@@ -423,12 +358,9 @@ def probability_flow_ode(score, x, sigmas, heun=True, denoise=True):
 
 @torch.no_grad()
 def ddpm(score, x, sigmas, denoise=True):
-    """DDPM's ancestral sampler (Ho et al. 2020, Algorithm 2) on the VE network, in DDPM's own variables.
-
-    ᾱ_i = 1/(1 + σ_i²) and x_t = √ᾱ_i x map the VE point to the VP one; ε_θ(x_t) = -σ_i s_θ(x_t/√ᾱ_i, σ_i).
-    Step: x_{t-1} = (x_t - β_t/√(1 - ᾱ_t) ε_θ)/√α_t + √β̃_t z, α_t = ᾱ_t/ᾱ_{t-1} = 1 - β_t,
-    β̃_t = β_t (1 - ᾱ_{t-1})/(1 - ᾱ_t). Start, trace (VE points) and return value as reverse_sde.
-    """
+    """DDPM's ancestral sampler (Ho et al. 2020, Algorithm 2) on the VE network: ᾱ_i = 1/(1 + σ_i²) and x_t = √ᾱ_i x
+    map the VE point to the VP one, ε_θ(x_t) = -σ_i s_θ(x_t/√ᾱ_i, σ_i); x_{t-1} = (x_t - β_t/√(1 - ᾱ_t) ε_θ)/√α_t
+    + √β̃_t z, α_t = ᾱ_t/ᾱ_{t-1} = 1 - β_t, β̃_t = β_t (1 - ᾱ_{t-1})/(1 - ᾱ_t). The trace holds VE points."""
     trace, levels = [x], sigmas.tolist()
     for sigma, sigma_next in zip(levels, levels[1:]):
         abar, abar_prev = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)  # ᾱ_t, ᾱ_{t-1}: t counts down
@@ -445,11 +377,8 @@ def ddpm(score, x, sigmas, denoise=True):
 
 @torch.no_grad()
 def ddim(score, x, sigmas, denoise=True):
-    """DDIM with η = 0 (Song, Meng & Ermon 2021, eq. 12) on the VE network, in DDPM's variables.
-
-    x_{t-1} = √ᾱ_{t-1} x̂_0 + √(1 - ᾱ_{t-1}) ε_θ(x_t), with x̂_0 = (x_t - √(1 - ᾱ_t) ε_θ)/√ᾱ_t: in VE
-    coordinates x <- x + σ_i (σ_i - σ_{i+1}) s_θ, Euler's step of the probability-flow ODE.
-    """
+    """DDIM with η = 0 (Song, Meng & Ermon 2021, eq. 12), in DDPM's variables: x_{t-1} = √ᾱ_{t-1} x̂_0 + √(1 - ᾱ_{t-1})
+    ε_θ(x_t), x̂_0 = (x_t - √(1 - ᾱ_t) ε_θ)/√ᾱ_t; in VE terms x <- x + σ_i (σ_i - σ_{i+1}) s_θ, the ODE's Euler step."""
     trace, levels = [x], sigmas.tolist()
     for sigma, sigma_next in zip(levels, levels[1:]):
         abar, abar_prev = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)
@@ -503,14 +432,14 @@ def fig_grid(images, ncols, path, title, xlabels=None, xlabel=None, size=0.55):
 
 
 def fig_samples(x, trace, levels, out, title, sampler):
-    """samples.png: a square grid of up to 100 samples x (n, 1, 28, 28); levels.png: the trace's images
-    (up to five, rows) at nine of the sampler's σ's, from σ_1 down, and as final samples (columns)."""
+    """samples.png: a square grid of up to 100 samples x (n, 1, 28, 28); levels.png: the trace's images (up to
+    five, rows) at nine of its entries, from the start (σ_1) down, labelled levels[i], and the final samples."""
     fig_grid(x[:100, 0], math.ceil(math.sqrt(len(x[:100]))), out / "samples.png", title, size=0.4)
     picks = torch.linspace(0, len(trace) - 1, min(9, len(trace))).round().long().tolist()
     columns = torch.stack([trace[i][:, 0] for i in picks] + [x[:len(trace[0]), 0]], 1)  # (≤ 5, 10, 28, 28)
-    fig_grid(columns.flatten(0, 1), columns.shape[1], out / "levels.png",
-              f"{sampler}: the images at decreasing σ", [f"{levels[i]:.2g}" for i in picks] + ["final"],
-              "σ (the state after its steps there); one sample per row")
+    fig_grid(columns.flatten(0, 1), columns.shape[1], out / "levels.png", f"{sampler}: the images at decreasing σ",
+             [f"{levels[i]:.2g}" for i in picks] + ["final"], "σ (the start, then the state after its steps "
+             "there); one sample per row")
 
 
 def fig_inpaint(originals, mask, completions, region, path):
@@ -518,9 +447,8 @@ def fig_inpaint(originals, mask, completions, region, path):
     occluded = torch.where(mask[0], originals, torch.tensor(0.3))  # gaps between tiles are 0.5
     rows = torch.cat([occluded[:, None], completions, originals[:, None]], 1)  # (n, k + 2, 28, 28)
     k = rows.shape[1] - 2
-    fig_grid(rows.flatten(0, 1), k + 2, path,
-              f"Inpainting, Algorithm 2: {region} part hidden, completions 1..{k}",
-              ["input"] + [f"{j + 1}" for j in range(k)] + ["original"], size=0.6)
+    fig_grid(rows.flatten(0, 1), k + 2, path, f"Inpainting, Algorithm 2: {region} part hidden, completions 1..{k}",
+             ["input"] + [f"{j + 1}" for j in range(k)] + ["original"], size=0.6)
 
 
 def fig_loss(losses, path):
@@ -532,20 +460,15 @@ def fig_loss(losses, path):
 
 
 # ----------------------------------------------------------------------------- main
-# Training flags left out take their value from the checkpoint being read (--sample-only, --inpaint,
-# --resume), else from the preset: "gpu" is the full run, "cpu" ten minutes of training on any CPU.
+# Training flags left out come from the checkpoint read (--sample-only, --inpaint, --resume), else the preset.
 PRESETS = {
     "gpu": dict(epochs=20, minutes=None, batch_size=128, lr=1e-3, ema_halflife=0.05, train_size=60000, width=64),
     "cpu": dict(epochs=None, minutes=10.0, batch_size=32, lr=2e-3, ema_halflife=0.05, train_size=10000, width=16),
 }
-# Sampling defaults, by measurement on the CPU preset's models (docs/results.md):
-# the reverse SDE on 100 σ's with 2 Langevin corrector steps after each (predictor-corrector) draws the
-# best digits; ALD on NCSNv2's L (Technique 2 for 784 pixels: σ_{i-1}/σ_i = 1.082) at ε four times Technique 4's.
-SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 1e-4
+SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 1e-4  # (measured: docs/results.md)
 SAMPLER_N = {"sde": 100, "ode": 18, "ddpm": 300, "ddim": 50}  # Karras σ's stepped through
-# σ_1 = 16: the largest distance between two of the 10,000 training digits (NCSNv2's Technique 1).
-SIGMA_1, SIGMA_L = 16.0, 0.01
-SAMPLE_BATCH = 100  # images sampled at a time: one batch of 1,000 costs 1.4x per image on a CPU (measured)
+SIGMA_1, SIGMA_L = 16.0, 0.01  # σ_1: the largest distance between two training digits (NCSNv2's Technique 1)
+SAMPLE_BATCH = 100  # images sampled at a time
 
 
 def bf16_native():
@@ -554,170 +477,161 @@ def bf16_native():
     return any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
-def positive(kind):
-    """An argparse type: a finite number of `kind` (int or float) above 0."""
+def positive(kind, least=None):
+    """An argparse type: a finite number of `kind` (int or float) above 0, or at least `least`."""
     def parse(text):
         value = kind(text)  # a ValueError becomes argparse's "invalid int value"
-        if not 0 < value < math.inf:
-            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        if not (0 < value if least is None else least <= value) or value == math.inf:
+            raise argparse.ArgumentTypeError(f"must be {f'at least {least}' if least else 'above 0'}, not {text}")
         return value
     parse.__name__ = kind.__name__
     return parse
 
 
-def add_training_flags(p):
-    """The flags of the data, the device and the training run."""
-    add = p.add_argument
-    add("--data-dir", default="data/mnist", help="folder with the four MNIST .gz files, downloaded "
-        "there when missing; without network, point it at your copy (default: data/mnist)")
-    add("--mirror", help="download from this URL prefix, not the public mirrors (no MD5 check)")
-    add("--out", default="out/mnist", help="output folder (default: out/mnist)")
-    add("--device", choices=["auto", "cpu", "cuda"], default="auto",
-        help="auto = CUDA when present (default: auto)")
-    add("--preset", choices=["auto", "cpu", "gpu"], default="auto", help="defaults of the training "
-        "flags below; gpu: full run, cpu: ten minutes of training on any CPU, auto (default): gpu "
-        "on CUDA, else cpu")
-    add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network "
-        "under bf16 autocast (the loss, σ division, sampler and EMA stay float32); auto (default): "
-        "bf16 on a CPU with native bf16 (AVX512-BF16, AMX) and with --compile on CUDA, else fp32")
-    add("--seed", type=int, default=0, help="random seed (default: 0)")
-    g, c = PRESETS["gpu"], PRESETS["cpu"]
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=positive(int), help=f"train exactly this many epochs (default: "
-                        f"{g['epochs']} with --preset gpu; the checkpoint's when one is read)")
-    length.add_argument("--minutes", type=positive(float), help="train for this many minutes of wall clock, "
-                        f"as many steps as fit (default: {c['minutes']:g} with --preset cpu; the checkpoint's)")
-    for flag, kind, text in [("batch_size", int, "images per step"), ("lr", float, "Adam learning rate"),
-                             ("ema_halflife", float, "half-life of the EMA of the weights, a share of the steps so far"),
-                             ("train_size", int, "train on the first N images only"),
-                             ("width", int, "U-Net channels, a multiple of 8")]:
-        default = f"{g[flag]:g}" if g[flag] == c[flag] else f"{g[flag]:g} with --preset gpu, {c[flag]:g} with cpu"
-        add("--" + flag.replace("_", "-"), type=positive(kind),
-            help=f"{text} (default: {default}; the checkpoint's when one is read)")
-    add("--compile", action="store_true", help="torch.compile the training step (on CUDA: CUDA "
-        "graphs and channels_last)")
-    add("--resume", action="store_true", help="continue training up to --epochs from a checkpoint "
-        "(--ckpt, else OUT/checkpoint.pt)")
-
-
-def add_sampling_flags(p):
-    """The flags of the samplers and of inpainting."""
-    add = p.add_argument
-    add("--sigma-1", type=positive(float), default=SIGMA_1, help=f"the samplers' largest σ (default: {SIGMA_1:g})")
-    add("--sigma-L", type=positive(float), default=SIGMA_L, help=f"the samplers' smallest σ (default: {SIGMA_L:g})")
-    add("--sampler", choices=["ald", "sde", "ode", "ddpm", "ddim"], help="annealed Langevin "
-        "(Algorithm 1), reverse VE SDE, probability-flow ODE, DDPM's ancestral sampler or DDIM "
-        f"(default: {SAMPLER})")
-    add("--L", type=int, help=f"ald: number of noise levels (default: {ALD_L})")
-    add("--T", type=int, help=f"ald: Langevin steps per level; sde: Langevin corrector steps after "
-        f"each step (default: {ALD_T} for ald, {SDE_T} for sde)")
-    add("--eps", type=positive(float), help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
-    add("--N", type=int, help="sde/ode/ddpm/ddim: number of σ's stepped through (default: "
-        + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
-    add("--schedule", choices=["karras", "geometric"], default="karras", help="sde/ode/ddpm/ddim: "
-        "EDM's σ's (ρ = 7) or the paper's geometric ones; ald is geometric (default: karras)")
-    add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ")
-    add("--n-samples", type=positive(int), default=100, help="images to sample (default: 100)")
-    add("--sample-only", action="store_true", help="sample from --ckpt, no training")
-    add("--ckpt", help="checkpoint to read (default: OUT/checkpoint.pt)")
-    add("--inpaint", choices=MASKS, help="hide this part of test digits and complete them with "
-        "Algorithm 2 (--L, --T, --eps as for ald) from the checkpoint's EMA model; no training")
-    add("--n-inpaint", type=positive(int), default=10, help="test digits to inpaint (default: 10)")
-    add("--n-completions", type=positive(int), default=6, help="completions per digit (default: 6)")
-
-
 def parse_args(argv=None):
     """Command-line flags; bad values end in parser.error (one line, exit code 2)."""
-    p = argparse.ArgumentParser(description="NCSN (Song & Ermon 2019) on MNIST: train a noise "
-                                "conditional U-Net with DSM, sample it by the reverse SDE with "
-                                "Langevin corrector steps (or annealed Langevin dynamics, the "
-                                "probability-flow ODE, DDPM, DDIM), inpaint (Algorithm 2).")
-    add_training_flags(p)
-    add_sampling_flags(p)
-    args = p.parse_args(argv)
-    for name in ["L", "N"]:
-        if getattr(args, name) is not None and getattr(args, name) < 2:
-            p.error(f"--{name} must be at least 2")
-    if args.T is not None and args.T < (0 if args.sampler == "sde" else 1):
-        p.error(f"--T must be at least {0 if args.sampler == 'sde' else 1}")
+    p = argparse.ArgumentParser(description="NCSN (Song & Ermon 2019) on MNIST: train a noise conditional U-Net with "
+                                "DSM, sample it (reverse SDE, annealed Langevin, ODE, DDPM, DDIM), inpaint.")
+    add, g, c = p.add_argument, PRESETS["gpu"], PRESETS["cpu"]
+    add("--data-dir", default="data/mnist", help="the MNIST .gz files, fetched if missing (default: data/mnist)")
+    add("--mirror", help="download from this URL prefix, not the public mirrors (no MD5 check)")
+    add("--out", default="out/mnist", help="output folder (default: out/mnist)")
+    add("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present (default: auto)")
+    add("--preset", choices=["auto", "cpu", "gpu"], default="auto", help="defaults of the training flags: gpu the "
+        "full run, cpu ten minutes of training on any CPU; auto (default): gpu on CUDA, else cpu")
+    add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network under autocast "
+        "(loss, σ division, sampler, EMA stay float32); auto (default): bf16 on a CPU with native bf16 and on CUDA "
+        "with --compile, else fp32")
+    add("--seed", type=int, default=0, help="random seed (default: 0)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive(int), help=f"train this many epochs (default: {g['epochs']}, gpu)")
+    length.add_argument("--minutes", type=positive(float), help=f"train this many minutes (default: {c['minutes']:g}, "
+                        "cpu)")
+    add("--batch-size", type=positive(int), help=f"images a step (default: {g['batch_size']} gpu, {c['batch_size']})")
+    add("--lr", type=positive(float), help=f"Adam learning rate (default: {g['lr']:g} gpu, {c['lr']:g} cpu)")
+    add("--ema-halflife", type=positive(float), help=f"EMA half-life, share of the steps (default: {g['ema_halflife']})")
+    add("--train-size", type=positive(int), help=f"train on the first N images (default: {g['train_size']} gpu, "
+        f"{c['train_size']} cpu)")
+    add("--width", type=positive(int), help=f"U-Net channels, a multiple of 8 (default: {g['width']} gpu, {c['width']})")
+    add("--sampler", choices=["ald", "sde", "ode", "ddpm", "ddim"], help="annealed Langevin (Algorithm 1), reverse "
+        f"VE SDE, probability-flow ODE, DDPM or DDIM (default: {SAMPLER})")
+    add("--n-samples", type=positive(int), default=100, help="images to sample (default: 100)")
+    add("--sigma-1", type=positive(float), default=SIGMA_1, help=f"the samplers' largest σ (default: {SIGMA_1:g})")
+    add("--sigma-L", type=positive(float), default=SIGMA_L, help=f"the samplers' smallest σ (default: {SIGMA_L:g})")
+    add("--L", type=positive(int, 2), help=f"ald: number of noise levels (default: {ALD_L})")
+    add("--T", type=int, help=f"ald: Langevin steps a level (default: {ALD_T}); sde: corrector steps ({SDE_T})")
+    add("--eps", type=positive(float), help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
+    add("--N", type=positive(int, 2), help="sde/ode/ddpm/ddim: σ's stepped through (default: "
+        + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
+    add("--schedule", choices=["karras", "geometric"], default="karras", help="sde/ode/ddpm/ddim: EDM's σ's (ρ = 7) "
+        "or the paper's geometric ones (default: karras; ald: geometric)")
+    add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ")
+    add("--compile", action="store_true", help="torch.compile the training step (CUDA: CUDA graphs, channels_last)")
+    add("--resume", action="store_true", help="continue training from --ckpt")
+    add("--sample-only", action="store_true", help="sample from --ckpt, no training")
+    add("--ckpt", help="checkpoint to read, whose flags are the defaults (default: OUT/checkpoint.pt)")
+    add("--inpaint", choices=MASKS, help="complete test digits with this part hidden, by Algorithm 2 (--L, --T, --eps)")
+    add("--n-inpaint", type=positive(int), default=10, help="test digits to inpaint (default: 10)")
+    add("--n-completions", type=positive(int), default=6, help="completions per digit (default: 6)")
+    return check(p, p.parse_args(argv))
+
+
+def check(p, args):
+    """The checks across flags, each parser.error's one line."""
+    if args.T is not None and args.T < (args.sampler != "sde"):
+        p.error(f"--T must be at least {int(args.sampler != 'sde')}")
     if args.width is not None and args.width % 8:
         p.error("--width must be a multiple of 8 (GroupNorm uses 8 groups)")
     if args.sigma_L >= args.sigma_1:
         p.error("--sigma-1 must be larger than --sigma-L")
-    if args.preset == "auto":
-        args.preset = "gpu" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
-    if args.inpaint and args.resume:
-        p.error("--inpaint reads a checkpoint; it does not go with --resume")
-    if args.inpaint and args.sampler not in (None, "ald"):
-        p.error("--inpaint is Algorithm 2, annealed Langevin: it does not go with --sampler "
-                f"{args.sampler}")
+    if args.inpaint and (args.resume or args.sampler not in (None, "ald")):
+        p.error("--inpaint is Algorithm 2 (annealed Langevin) from a checkpoint: it does not go with "
+                + ("--resume" if args.resume else f"--sampler {args.sampler}"))
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but no CUDA device is available")
     return args
 
 
 def fill_defaults(args, ckpt, device):
-    """Set every flag left out: training ones from the checkpoint, else the preset; sampling ones from
-    the sampler's defaults."""
+    """Set every flag left out: training ones from the checkpoint, else the preset; sampling ones from the
+    sampler's defaults; the precision from the hardware."""
+    args.preset = args.preset if args.preset != "auto" else "gpu" if device == "cuda" else "cpu"
     saved = ckpt["args"] if ckpt else {}
     if args.epochs or args.minutes:  # one of the two sets the length: the other is off
         saved = {**saved, "epochs": args.epochs, "minutes": args.minutes}
     for name, value in PRESETS[args.preset].items():  # flags given > checkpoint > preset
         if getattr(args, name) is None:
             setattr(args, name, saved[name] if name in saved else value)
-    args.sampler = args.sampler or SAMPLER
-    args.L = args.L or ALD_L
+    args.sampler, args.L, args.eps = args.sampler or SAMPLER, args.L or ALD_L, args.eps or EPS
+    args.N = args.N or SAMPLER_N.get(args.sampler)
     if args.T is None:
         args.T = ALD_T if args.sampler == "ald" or args.inpaint else SDE_T if args.sampler == "sde" else 0
-    args.N = args.N or SAMPLER_N.get(args.sampler)
-    args.eps = args.eps or EPS
     if args.precision == "auto":
         native = device == "cuda" and args.compile or device == "cpu" and bf16_native()
         args.precision = "bf16" if native else "fp32"
 
 
+def build(args, ckpt, ckpt_path, device):
+    """The U-Net, its EMA, Adam, the training state (the checkpoint's, if read) and the training images on the
+    device; a new model's σ_data is theirs (EDM's: the training pixels' standard deviation)."""
+    torch.manual_seed(args.seed)
+    model = UNet(args.width).to(device)
+    if device == "cuda" and args.compile:  # compiled: NHWC; eager float32 measured faster
+        model = model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device == "cuda")
+    state = dict(epoch=0, step=0, seconds=0.0, losses=[])
+    if ckpt:  # checked before the data is read: a wrong file fails at once
+        load_checkpoint(ckpt_path, model, ema, opt if args.resume else None)
+        state = {k: ckpt[k] for k in state}
+    data = load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0][:args.train_size].to(device)
+    for net in [] if ckpt else [model, ema]:
+        net.sigma_data.fill_(data.std())
+    print(f"--preset {args.preset}: UNet(width={args.width}), {sum(p.numel() for p in model.parameters()):,} "
+          f"parameters | {device}, {args.precision} | σ_data {model.sigma_data:.3f}", flush=True)
+    if ckpt:
+        print(f"loaded {ckpt_path} (epoch {state['epoch']}, {state['seconds']:.0f} s of training)")
+    return model, ema, opt, state, data
+
+
 def sample(args, net, prior, device):
-    """Run --sampler on --n-samples images from the prior, SAMPLE_BATCH at a time; returns (samples,
-    the first batch's trace, the σ of each trace entry, network evaluations per image)."""
+    """Run --sampler on --n-samples images from the prior, SAMPLE_BATCH at a time; returns (samples, the first
+    batch's trace, the σ of each trace entry, network evaluations per image)."""
     ald = args.sampler == "ald"
-    schedule = get_sigmas if ald or args.schedule == "geometric" else karras_sigmas
-    sigmas = schedule(args.sigma_1, args.sigma_L, args.L if ald else args.N).to(device)
+    sigmas = (get_sigmas if ald or args.schedule == "geometric" else karras_sigmas)(
+        args.sigma_1, args.sigma_L, args.L if ald else args.N).to(device)
     per_step = {"ald": args.T, "sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)
     denoise, samples, trace = not args.no_denoise, [], None
     nfe = (len(sigmas) if ald else len(sigmas) - 1) * per_step + denoise
-    batches = [SAMPLE_BATCH] * (args.n_samples // SAMPLE_BATCH) + (
-        [args.n_samples % SAMPLE_BATCH] if args.n_samples % SAMPLE_BATCH else [])
-    score = with_progress(net, nfe * len(batches))
-    for n in batches:
+    sizes = [min(SAMPLE_BATCH, args.n_samples - i) for i in range(0, args.n_samples, SAMPLE_BATCH)]
+    score = with_progress(net, nfe * len(sizes))
+    for n in sizes:
         x0 = prior.sample((n,))
         with torch.autocast(device, torch.bfloat16, enabled=args.precision == "bf16"):
-            if ald:
-                x, steps = anneal_langevin(score, x0, sigmas, args.eps, args.T, denoise)
-            elif args.sampler == "sde":
-                x, steps = reverse_sde(score, x0, sigmas, args.eps, args.T, denoise)
+            if args.sampler in ("ald", "sde"):
+                x, steps = (anneal_langevin if ald else reverse_sde)(score, x0, sigmas, args.eps, args.T, denoise)
             else:
                 x, steps = {"ode": probability_flow_ode, "ddpm": ddpm, "ddim": ddim}[args.sampler](
                     score, x0, sigmas, denoise=denoise)
         samples.append(x.clamp(0, 1).float().cpu())
         trace = trace or [t[:5].float().cpu() for t in steps]  # the figure shows five; free the rest
-    levels = sigmas[:1].tolist() + sigmas.tolist() if ald else sigmas.tolist()  # ALD's trace starts at σ_1
-    return torch.cat(samples), trace, levels, nfe
+    levels = sigmas.tolist()  # ALD's trace[0], the start, is drawn for σ_1; then one entry per level
+    return torch.cat(samples), trace, levels[:1] * ald + levels, nfe
 
 
 def inpaint(args, net, prior, device, out):
-    """Hide a region of the first --n-inpaint test digits, complete each --n-completions times
-    with Algorithm 2, write inpaint.npz (images in [0, 1], mask True = known) and inpaint.png."""
+    """Hide a region of the first --n-inpaint test digits, complete each --n-completions times with Algorithm 2,
+    write inpaint.npz (images in [0, 1], mask True = known) and inpaint.png."""
     images, labels = load_mnist(args.data_dir, "test", download=True, mirror=args.mirror)
     if args.n_inpaint > len(images):
-        raise UserError(f"--n-inpaint {args.n_inpaint}, but {args.data_dir} holds only "
-                        f"{len(images)} test images")
+        raise UserError(f"--n-inpaint {args.n_inpaint}, but {args.data_dir} holds only {len(images)} test images")
     n, k, mask = args.n_inpaint, args.n_completions, make_mask(args.inpaint).to(device)
     y = images[:n].repeat_interleave(k, 0).to(device)  # k copies of each digit, one per chain
     sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.L).to(device)
     score, t0 = with_progress(net, args.L * args.T + 1), time.time()
     with torch.autocast(device, torch.bfloat16, enabled=args.precision == "bf16"):
-        x, _ = anneal_langevin_inpaint(score, prior.sample((len(y),)), y, mask, sigmas, args.eps,
-                                       args.T, not args.no_denoise)
+        x, _ = anneal_langevin_inpaint(score, prior.sample((len(y),)), y, mask, sigmas, args.eps, args.T,
+                                       not args.no_denoise)
     x = x.clamp(0, 1).float().cpu().reshape(n, k, 28, 28)
     print(f"inpainted {n} test digits x {k} ({args.inpaint} hidden), {len(sigmas) * args.T} "
           f"Langevin steps, ε {args.eps:.3g}, in {time.time() - t0:.1f} s")
@@ -729,42 +643,20 @@ def inpaint(args, net, prior, device, out):
 
 def run(args):
     """Train (or load) the model, then sample, or inpaint, and write every output."""
-    device = args.device if args.device != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu")
-    out = Path(args.out)
+    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as e:
         raise UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
-    ckpt_path = Path(args.ckpt) if args.ckpt else out / "checkpoint.pt"
-    training = not (args.sample_only or args.inpaint)
+    ckpt_path, training = Path(args.ckpt or out / "checkpoint.pt"), not (args.sample_only or args.inpaint)
     ckpt = load_checkpoint(ckpt_path) if not training or args.resume else None
     fill_defaults(args, ckpt, device)
-    length = f"{args.minutes:g} min" if args.minutes else f"{args.epochs} epochs"
-    torch.manual_seed(args.seed)
-    model = UNet(args.width).to(device)
-    if device == "cuda" and args.compile:  # compiled: NHWC; eager float32 measured faster
-        model = model.to(memory_format=torch.channels_last)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device == "cuda")
-    state = dict(epoch=0, step=0, seconds=0.0, losses=[])
-    if ckpt:  # checked before the data is read: a wrong file fails at once
-        load_checkpoint(ckpt_path, model, ema, opt if args.resume else None)
-        state = {k: ckpt[k] for k in state}
-    images = load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0]
-    data = images[:args.train_size].to(device)
-    if not ckpt:  # EDM's σ_data: the training pixels' standard deviation
-        for net in (model, ema):
-            net.sigma_data.fill_(data.std())
-    print(f"--preset {args.preset}: UNet(width={args.width}), {sum(p.numel() for p in model.parameters()):,} "
-          f"parameters | {device}, {args.precision} | σ_data {model.sigma_data:.3f}", flush=True)
-    if ckpt:
-        print(f"loaded {ckpt_path} (epoch {state['epoch']}, {state['seconds']:.0f} s of training)")
+    model, ema, opt, state, data = build(args, ckpt, ckpt_path, device)
     if training:
-        print(f"training for {length} on {len(data):,} images from {args.data_dir}" + (
-              ", hours on a CPU: --preset cpu trains for 10 min" if device == "cpu" and args.preset == "gpu"
-              else ""), flush=True)
+        print(f"training for {f'{args.minutes:g} min' if args.minutes else f'{args.epochs} epochs'} on {len(data):,} "
+              f"images from {args.data_dir}" + (", hours on a CPU: --preset cpu trains for 10 min" if device == "cpu"
+                                                 and args.preset == "gpu" else ""), flush=True)
         t0 = time.time()
         train(model, ema, opt, data, args, state, out / "checkpoint.pt")
         print(f"training took {time.time() - t0:.1f} s ({state['epoch']} epochs)" + (f", peak GPU memory "
@@ -774,21 +666,15 @@ def run(args):
     torch.manual_seed(args.seed)
     if args.inpaint:
         return inpaint(args, ema, prior, device, out)
-    write_samples(args, ema, prior, device, out, state["epoch"], training)
-
-
-def write_samples(args, net, prior, device, out, epoch, training):
-    """Sample by --sampler, print what it cost, write samples.npy, samples.png and levels.png."""
     t0 = time.time()
-    x, trace, levels, nfe = sample(args, net, prior, device)
+    x, trace, levels, nfe = sample(args, ema, prior, device)
     how = (f"L={args.L}, T={args.T}, ε={args.eps:.3g}" if args.sampler == "ald" else f"N={args.N} {args.schedule}"
            + (f", T={args.T}, ε={args.eps:.3g}" if args.sampler == "sde" and args.T else ""))
-    print(f"sampled {args.n_samples} images by {args.sampler} ({how}): {nfe} network evaluations "
-          f"each, in {time.time() - t0:.1f} s")
+    print(f"sampled {args.n_samples} images by {args.sampler} ({how}): {nfe} network evaluations each, in "
+          f"{time.time() - t0:.1f} s")
     np.save(out / "samples.npy", x[:, 0].numpy().astype(np.float32))
-    fig_samples(x, trace, levels, out, f"NCSN samples by {args.sampler}, {how} (epoch {epoch})", args.sampler)
-    print(f"wrote {out}/samples.png, samples.npy, levels.png"
-          + ("" if not training else ", loss.png, checkpoint.pt"))
+    fig_samples(x, trace, levels, out, f"NCSN samples by {args.sampler}, {how} (epoch {state['epoch']})", args.sampler)
+    print(f"wrote {out}/samples.png, samples.npy, levels.png" + (", loss.png, checkpoint.pt" if training else ""))
 
 
 def main(argv=None):

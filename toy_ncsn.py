@@ -1,15 +1,11 @@
-"""Noise Conditional Score Network on 2D toy data, in one file.
+"""Noise Conditional Score Network on 2D toy data, in one file (Song & Ermon 2019, arXiv:1907.05600).
 
-Song & Ermon (2019), "Generative Modeling by Estimating Gradients of the Data Distribution",
-arXiv:1907.05600. A small MLP s_θ(x, σ) learns the score ∇ₓ log p_σ(x) of the data blurred by
-Gaussian noise of every σ from σ_L to σ_1 (denoising score matching, eq. 5-6). Five samplers of
-the same network then walk noise down to the data (Song et al. 2021, arXiv:2011.13456):
-  ald   annealed Langevin dynamics, Algorithm 1 of the paper (the default);
-  sde   the reverse-time variance-exploding SDE, optionally with Langevin corrector steps;
-  ode   the probability-flow ODE dx/dσ = -σ s_θ(x, σ): deterministic, and far fewer network evaluations;
-  ddpm  DDPM's ancestral sampler (Ho et al. 2020), written in DDPM's variables: NCSN's chain, rescaled;
-  ddim  DDIM (Song, Meng & Ermon 2021): Euler's method on the probability-flow ODE.
-The same ODE gives the model's exact log-likelihood in nats (--likelihood).
+A small MLP s_θ(x, σ) learns the score ∇ₓ log p_σ(x) of the data blurred by Gaussian noise of every σ
+from σ_L to σ_1 (denoising score matching, eq. 5-6). Five samplers of the same network then walk noise
+down to the data (Song et al. 2021, arXiv:2011.13456): annealed Langevin dynamics (Algorithm 1, the
+default), the reverse-time VE SDE, the probability-flow ODE (deterministic, far fewer network
+evaluations), DDPM's ancestral sampler and DDIM, both written in NCSN's variables. The same ODE gives
+the model's exact log-likelihood in nats (--likelihood).
 
     python toy_ncsn.py --dist heart                  # train, sample, plot into out/toy_heart/
     python toy_ncsn.py --dist mixture --sampler ode  # the paper's 1:4 mixture, sampled by the ODE
@@ -33,6 +29,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
+N_DATA, BATCH, HIDDEN, EMA_DECAY = 100_000, 512, 128, 0.999  # training set, batch, MLP width, weights' average
+N_REF, ERROR_SIGMA = 10_000, 0.2  # real points the samples are measured against; σ of the score-error figure
+
+
+class UserError(Exception):
+    """A bad input or a run gone wrong: main() reports it in one line."""
+
+
 # ----------------------------------------------------------------------------- data
 # Each distribution is one function: n -> (n, 2) float tensor. Three have a closed-form density.
 
@@ -48,8 +52,7 @@ def heart(n):
 def heart_log_prob(x):
     """log p(x) of `heart`: x -> y = (x1, sign(x1) x2) is one-to-one with |det| = 1, y ~ N(0, MᵀM)."""
     y = torch.stack([x[:, 0], x[:, 0].sign() * x[:, 1]], 1)
-    cov = HEART_M.T @ HEART_M
-    return torch.distributions.MultivariateNormal(torch.zeros(2), cov).log_prob(y)
+    return torch.distributions.MultivariateNormal(torch.zeros(2), HEART_M.T @ HEART_M).log_prob(y)
 
 
 def split_normal(n):
@@ -72,10 +75,7 @@ def mixture(n):
 
 
 def mixture_log_prob(x, sigma=0.0):
-    """log p_σ(x) of `mixture` blurred by N(0, σ²I): each component's variance becomes 1 + σ².
-
-    σ is a number or one value per point; the score of p_σ follows by autograd.
-    """
+    """log p_σ(x) of `mixture` blurred by N(0, σ²I) (σ a number or one per point): variances 1 + σ²."""
     var = 1 + torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1) ** 2
     mus, logw = torch.tensor([[-5.0, -5.0], [5.0, 5.0]]), torch.tensor([0.2, 0.8]).log()
     sq = ((x[:, None, :] - mus) ** 2).sum(-1)  # (n, 2 components)
@@ -84,26 +84,21 @@ def mixture_log_prob(x, sigma=0.0):
 
 def circle(n):
     """A thin ring of radius 2."""
-    theta = 2 * math.pi * torch.rand(n)
-    r = 2 + 0.05 * torch.randn(n)
+    theta, r = 2 * math.pi * torch.rand(n), 2 + 0.05 * torch.randn(n)
     return torch.stack([r * theta.cos(), r * theta.sin()], 1)
 
 
 def moons(n):
     """Two interleaved half circles."""
-    t = math.pi * torch.rand(n)
-    upper = torch.rand(n) < 0.5
-    x = torch.where(upper, t.cos(), 1 - t.cos())
-    y = torch.where(upper, t.sin(), 0.5 - t.sin())
+    t, upper = math.pi * torch.rand(n), torch.rand(n) < 0.5
+    x, y = torch.where(upper, t.cos(), 1 - t.cos()), torch.where(upper, t.sin(), 0.5 - t.sin())
     return 1.5 * torch.stack([x - 0.5, y - 0.25], 1) + 0.05 * torch.randn(n, 2)
 
 
 def spirals(n):
     """Two interleaved spiral arms."""
-    t = 3 * math.pi * torch.rand(n).sqrt()
-    arm = torch.where(torch.rand(n) < 0.5, 1.0, -1.0)
-    xy = torch.stack([t * t.cos(), t * t.sin()], 1) * arm[:, None] / 3
-    return xy + 0.05 * torch.randn(n, 2)
+    t, arm = 3 * math.pi * torch.rand(n).sqrt(), torch.where(torch.rand(n) < 0.5, 1.0, -1.0)
+    return torch.stack([t * t.cos(), t * t.sin()], 1) * arm[:, None] / 3 + 0.05 * torch.randn(n, 2)
 
 
 def checkerboard(n):
@@ -128,10 +123,10 @@ LOG_PROBS = {"heart": heart_log_prob, "split_normal": split_normal_log_prob, "mi
 class ScoreNet(nn.Module):
     """s_θ(x, σ): an MLP on (x, log σ) with SiLU activations, its output divided by σ."""
 
-    def __init__(self, hidden=128, mean=(0.0, 0.0), std=1.0):
+    def __init__(self, hidden=HIDDEN, mean=(0.0, 0.0), std=1.0):
         super().__init__()
-        # SiLU, not the paper's softplus, and inputs standardised then multiplied by 8: both give the
-        # first layer sharp features from the start, which thin shapes need (measured: docs/results.md).
+        # SiLU, not the paper's softplus, and inputs standardised then multiplied by 8: both give the first
+        # layer sharp features from the start, which thin shapes need (measured: docs/results.md).
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor(8.0 / std))
         self.net = nn.Sequential(nn.Linear(3, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
@@ -152,26 +147,23 @@ def get_sigmas(sigma_1, sigma_L, L):
 
 # ----------------------------------------------------------------------------- loss
 def dsm_loss(score, x, sigmas):
-    """Eq. (5)-(6) with λ(σ) = σ²: mean of ½ ‖σ s_θ(x + σz, σ) + z‖², one random σ per example.
-
-    σ is drawn log-uniformly between σ_L and σ_1, the continuous form of eq. (6)'s average over the
-    geometric σ_i: the network then knows every σ in between, which the SDE and ODE samplers need.
-    """
-    log_1, log_L = sigmas[0].log(), sigmas[-1].log()  # tensors: no wait for the GPU, as .item() would
-    sigma = torch.exp(log_L + (log_1 - log_L) * torch.rand(len(x), device=x.device, dtype=x.dtype))
+    """Eq. (5)-(6) with λ(σ) = σ²: mean of ½ ‖σ s_θ(x + σz, σ) + z‖², one σ per example, log-uniform between
+    sigmas[-1] and sigmas[0]: eq. (6)'s average made continuous, so the SDE and ODE samplers find every σ learned."""
+    lo, hi = sigmas[-1].double().log(), sigmas[0].double().log()  # tensors, not .item(): no host sync
+    sigma = (lo.to(x) + (hi - lo).to(x) * torch.rand(len(x), device=x.device, dtype=x.dtype)).exp()
     z = torch.randn_like(x)
     # σ² ‖s + (x̃ - x)/σ²‖² = ‖σ s + z‖²: the same quantity, without dividing by a tiny σ².
     return 0.5 * ((sigma[:, None] * score(x + sigma[:, None] * z, sigma) + z) ** 2).sum(1).mean()
 
 
 def train(model, ema, opt, data, args):
-    """Adam on dsm_loss over random batches of `data` for --steps; updates `ema`, returns the loss of every step."""
+    """Adam on dsm_loss over random batches of `data`, the EMA `ema` updated each step; returns the losses."""
+    sigmas, log_every = get_sigmas(args.sigma_1, args.sigma_L, args.L).to(data.device), max(1, args.steps // 10)
+    losses, t0 = [], time.time()
     # The DSM gradient is mostly noise at small σ. Two averages tame it: a learning rate decaying
     # linearly to 0, and sampling with an exponential moving average of the weights (NCSNv2, technique 5).
-    sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.L).to(data.device)
-    lr, losses, t0, every = opt.param_groups[0]["lr"], [], time.time(), max(1, args.steps // 10)
     for step in range(1, args.steps + 1):
-        opt.param_groups[0]["lr"] = lr * (1 - (step - 1) / args.steps)
+        opt.param_groups[0]["lr"] = args.lr * (1 - (step - 1) / args.steps)
         loss = dsm_loss(model, data[torch.randint(len(data), (BATCH,), device=data.device)], sigmas)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -181,8 +173,8 @@ def train(model, ema, opt, data, args):
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1 - decay)
         losses.append(loss.detach())
-        if step % every == 0 or step == args.steps:
-            recent = torch.stack(losses[-every:]).mean().item()  # the only host sync
+        if step % log_every == 0 or step == args.steps:
+            recent = torch.stack(losses[-log_every:]).mean().item()  # the only host sync
             if not math.isfinite(recent):
                 raise UserError(f"the loss became {recent} at step {step}; try a smaller --lr")
             rate = step / (time.time() - t0)
@@ -203,10 +195,8 @@ def tweedie(score, x, sigma):
 
 
 def gaussian_prior(data, sigma_1):
-    """π = N(mean, σ_1² + var) per coordinate: p_σ1 is nearly Gaussian, and every sampler starts here.
-
-    The usual N(0, σ_1² I) assumes centred data; the mixture's mean is (3, 3) (measured: docs/results.md).
-    """
+    """π = N(mean, σ_1² + var) per coordinate, the samplers' start: N(0, σ_1²I) assumes centred data and
+    skews the mixture's modes (measured: docs/results.md)."""
     std = (sigma_1**2 + data.var(0)).sqrt()
     return torch.distributions.Independent(torch.distributions.Normal(data.mean(0), std), 1)
 
@@ -220,21 +210,15 @@ def langevin(score, x, sigma, alpha, T):
 
 
 def langevin_variance_ratio(eps, T, gamma, sigma_L):
-    """s_T²/σ_i², NCSNv2 eq. (4): the variance after T Langevin steps at σ_i over the target's σ_i², data at one point.
-
-    The chain starts at the previous level's variance γ²σ_i² (γ = σ_{i-1}/σ_i); each step scales it by
-    (1 - c/2)², c = α_i/σ_i² = ε/σ_L², and adds α_i, towards σ_i²/(1 - c/4): the unadjusted step runs hot.
-    """
+    """s_T²/σ_i², NCSNv2 eq. (4), data at one point: from γ²σ_i² (γ = σ_{i-1}/σ_i) each step scales the variance
+    by (1 - c/2)², c = ε/σ_L², and adds α_i, towards the hot σ_i²/(1 - c/4)."""
     c = eps / sigma_L**2
     hot = 1 / (1 - c / 4)
     return (1 - c / 2) ** (2 * T) * (gamma**2 - hot) + hot
 
 
 def technique4_eps(T, gamma, sigma_L):
-    """NCSNv2's Technique 4: the ε that brings langevin_variance_ratio closest to 1 after T steps a level.
-
-    Where two ε reach 1, the smaller: the larger overshoots towards a stationary variance above γ².
-    """
+    """NCSNv2's Technique 4: the smallest ε that brings langevin_variance_ratio closest to 1 after T steps."""
     eps = sigma_L**2 * torch.logspace(-6, math.log10(2), 20_000, dtype=torch.float64)  # c = ε/σ_L² < 2
     gap = langevin_variance_ratio(eps, T, gamma, sigma_L) - 1
     first = gap[: gap.argmin() + 1].abs().argmin()  # on the falling branch: the first root, else the minimum
@@ -246,7 +230,7 @@ def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
     """Annealed Langevin dynamics, Algorithm 1: T Langevin steps at each σ_i with α_i = ε σ_i²/σ_L².
 
     The official code writes x <- x + step_lr s + √(2 step_lr) z: its `step_lr` is α/2 here.
-    Returns (x, trace), trace[0] the start and trace[i] x after level i; `denoise` adds the Tweedie step at σ_L.
+    Returns (x, trace): trace[0] the start, trace[i] x after level i; `denoise` adds Tweedie's step at σ_L.
     """
     trace, sigma_L = [x], sigmas[-1].item()
     for sigma in sigmas.tolist():
@@ -257,11 +241,7 @@ def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
 
 @torch.no_grad()
 def reverse_sde(score, x, sigmas, eps=2e-5, T=0, denoise=True):
-    """Reverse-time VE SDE (Song et al. 2021): x <- x + (σ_i² - σ_{i+1}²) s_θ(x, σ_i) + √(σ_i² - σ_{i+1}²) z.
-
-    With T > 0, T Langevin corrector steps (α_i = ε σ_i²/σ_L², as in ALD) follow each step: the
-    predictor-corrector sampler. Start from `gaussian_prior`. Returns (x, trace) as anneal_langevin.
-    """
+    """Reverse-time VE SDE (Song et al. 2021), then T Langevin corrector steps (α_i as in ALD) if T > 0."""
     trace, levels = [x], sigmas.tolist()
     for sigma, sigma_next in zip(levels, levels[1:]):
         var = sigma**2 - sigma_next**2  # the noise the forward process added between the two levels
@@ -273,11 +253,8 @@ def reverse_sde(score, x, sigmas, eps=2e-5, T=0, denoise=True):
 
 @torch.no_grad()
 def probability_flow_ode(score, x, sigmas, heun=True, denoise=True):
-    """Probability-flow ODE of the VE SDE, dx/dσ = -σ s_θ(x, σ) (Song et al. 2021), by Heun's method or Euler's.
-
-    Deterministic: the same start (from `gaussian_prior`) gives the same sample. Heun's method
-    (Karras et al. 2022, Algorithm 1) averages the slopes at both ends of each step.
-    """
+    """Probability-flow ODE dx/dσ = -σ s_θ(x, σ) (Song et al. 2021), deterministic: Heun's method (Karras
+    et al. 2022, Algorithm 1: the mean of the slopes at both ends of a step) or Euler's."""
     trace, levels = [x], sigmas.tolist()
     for sigma, sigma_next in zip(levels, levels[1:]):
         slope = -sigma * score(x, sigma_like(x, sigma))
@@ -297,7 +274,7 @@ def ddpm(score, x, sigmas, denoise=True):
 
     ᾱ_i = 1/(1 + σ_i²) and x_t = √ᾱ_i x map the VE point to the VP one; ε_θ(x_t) = -σ_i s_θ(x_t/√ᾱ_i, σ_i).
     Step: x_{t-1} = (x_t - β_t/√(1 - ᾱ_t) ε_θ)/√α_t + √β̃_t z, α_t = ᾱ_t/ᾱ_{t-1} = 1 - β_t,
-    β̃_t = β_t (1 - ᾱ_{t-1})/(1 - ᾱ_t). Start, trace (VE points) and return value as reverse_sde.
+    β̃_t = β_t (1 - ᾱ_{t-1})/(1 - ᾱ_t). The trace holds VE points, as reverse_sde's.
     """
     trace, levels = [x], sigmas.tolist()
     for sigma, sigma_next in zip(levels, levels[1:]):
@@ -341,11 +318,8 @@ def score_and_divergence(score, x, sigma):
 
 
 def log_likelihood(score, x, sigmas, prior):
-    """log p_θ(x) at σ_L, in nats, by the probability-flow ODE (Song et al. 2021, Appendix D.2).
-
-    Along dx/dσ = -σ s_θ(x, σ), d log p_σ(x(σ))/dσ = σ ∇·s_θ, so
-    log p_θ(x) = log π(x(σ_1)) - ∫ from σ_L to σ_1 of σ ∇·s_θ(x(σ), σ) dσ: Heun's method from the data up.
-    """
+    """log p_θ(x) at σ_L in nats by the probability-flow ODE (Song et al. 2021, App. D.2): along it d log p_σ/dσ
+    = σ ∇·s_θ, so log p_θ(x) = log π(x(σ_1)) - ∫_{σ_L}^{σ_1} σ ∇·s_θ(x(σ), σ) dσ, by Heun's method from the data up."""
     def slopes(x, sigma):
         s, div = score_and_divergence(score, x, sigma)
         return -sigma * s, sigma * div
@@ -370,77 +344,66 @@ def energy_distance(a, b):
 
 
 def energy_floor(ref, n):
-    """Expected energy distance between n and len(ref) points drawn from one distribution: δ (1/n + 1/m).
-
-    With δ = E‖X - X'‖, the V-statistic above has expectation 2δ - (1 - 1/n)δ - (1 - 1/m)δ; δ is
-    estimated from `ref` (the mean over distinct pairs). A ratio of 1x means: as close as real data.
-    """
+    """E[energy_distance] of n and m = len(ref) points of one distribution, 2δ - (1 - 1/n)δ - (1 - 1/m)δ with
+    δ = E‖X - X'‖ from `ref`'s distinct pairs: a ratio of 1x is as close as real data."""
     m = len(ref)
-    delta = mean_distance(ref, ref) * m / (m - 1)
-    return delta * (1 / n + 1 / m)
+    return mean_distance(ref, ref) * m / (m - 1) * (1 / n + 1 / m)
 
 
 def smoothed_data(x, data, sigma):
     """log p_σ(x) and its score for the data smoothed by N(0, σ²I): the exact target of DSM at σ."""
     logits = -torch.cdist(x, data) ** 2 / (2 * sigma**2)
     log_p = torch.logsumexp(logits, 1) - math.log(len(data) * 2 * math.pi * sigma**2)
-    score = (torch.softmax(logits, 1) @ data - x) / sigma**2  # Σ_j w_j (x_j - x)/σ², w = softmax
-    return log_p, score
+    return log_p, (torch.softmax(logits, 1) @ data - x) / sigma**2  # Σ_j w_j (x_j - x)/σ², w = softmax
 
 
 def grid(lim, n):
     """An n x n grid of points over [-lim, lim]², as an (n², 2) tensor."""
     g = torch.linspace(-lim, lim, n)
-    xx, yy = torch.meshgrid(g, g, indexing="xy")
-    return torch.stack([xx.flatten(), yy.flatten()], 1)
+    return torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
 
 
 def save(fig, path):
-    """Write a figure and free it."""
+    """Lay out, write and free a figure."""
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def frame(ax, lim, title):
-    """Square axes over the data's box, labelled."""
+def frame(ax, lim, title, data=None, x=None):
+    """Square axes over the data's box, labelled; real points in blue and samples in red, if given."""
+    if data is not None:
+        ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.3)
+    if x is not None:
+        ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red", alpha=0.5)
     ax.set(title=title, xlabel="x₁", ylabel="x₂", xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
 
 
 def plot_score_field(ax, model, sigma, data, lim):
-    """Arrows of s_θ(x, σ) over the data, all of one length: true lengths grow with the distance to the
-    data, and the long arrows far away would hide the ones near the data."""
+    """Arrows of s_θ(x, σ) over the data, all of one length: the long ones far away would hide the rest."""
     pts = grid(lim, 21)
     with torch.no_grad():
         s = model(pts, sigma_like(pts, sigma))
     pts, s = pts.numpy(), (s / s.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
-    ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.3, label="data")
-    ax.quiver(pts[:, 0], pts[:, 1], s[:, 0], s[:, 1], color="k", angles="xy", width=0.004, label="direction of s_θ")
-    frame(ax, lim, f"σ = {sigma:.3g}")
+    ax.quiver(pts[:, 0], pts[:, 1], s[:, 0], s[:, 1], color="k", angles="xy", width=0.004)
+    frame(ax, lim, f"σ = {sigma:.3g}", data)
 
 
 def fig_samples(path, dist, data, samples, lim, sampler):
-    """Generated over real points, on the closed-form density where there is one."""
+    """Generated (red) over real points (blue), on the closed-form density where there is one."""
     fig, ax = plt.subplots(figsize=(5, 5))
     if dist in LOG_PROBS:
         p = LOG_PROBS[dist](grid(lim, 200)).exp().reshape(200, 200).numpy()
         ax.imshow(p, extent=(-lim, lim, -lim, lim), origin="lower", cmap="Greys", alpha=0.5)
-    ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.5, label="real")
-    ax.scatter(samples[:, 0], samples[:, 1], s=1, c="tab:red", alpha=0.5, label=f"generated ({sampler})")
-    frame(ax, lim, f"{dist}: samples")
-    ax.legend(loc="upper right", markerscale=8)
+    frame(ax, lim, f"{dist}: {sampler} samples (red) over real points (blue)", data, samples)
     save(fig, path)
 
 
 def fig_levels(path, dist, trace, levels, data, lim, sampler):
-    """The sample cloud at five of the sampler's noise levels: it settles onto the data as σ shrinks."""
-    picks = torch.linspace(0, len(trace) - 1, 5).round().long().tolist()
+    """The sample cloud at five points of the trace, the start first: it settles onto the data as σ shrinks."""
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.8))
-    for ax, i in zip(axes, picks):
-        x = trace[i].cpu().numpy()
-        ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.3)
-        ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red", alpha=0.5)
-        frame(ax, lim, f"σ = {levels[i]:.3g}")
+    for ax, i in zip(axes, torch.linspace(0, len(trace) - 1, 5).round().long().tolist()):
+        frame(ax, lim, f"σ = {levels[i]:.3g}", data, trace[i].cpu().numpy())
     fig.suptitle(f"{dist}: {sampler} samples (red) at decreasing σ, over the data (blue); "
                  "the first levels spread far outside this box")
     save(fig, path)
@@ -465,11 +428,10 @@ def fig_score_error(path, model, data, sigma, lim):
     fig, ax = plt.subplots(figsize=(5.6, 5))
     im = ax.imshow(err, extent=(-lim, lim, -lim, lim), origin="lower", cmap="magma",
                    norm=matplotlib.colors.LogNorm(vmin=1e-2, vmax=max(err.max(), 1e-1)))
-    ax.contour(*pts.T.reshape(2, 64, 64).numpy(), log_p.reshape(64, 64).numpy(),
-               levels=[-6, -4, -2], colors="cyan", linewidths=0.8)
+    ax.contour(*pts.T.reshape(2, 64, 64).numpy(), log_p.reshape(64, 64).numpy(), levels=[-6, -4, -2],
+               colors="cyan", linewidths=0.8)
     fig.colorbar(im, ax=ax, label="σ‖s_θ - s_ref‖")
-    ax.set(title=f"score error at σ={sigma:.3g} (contours: log p_σ = -6, -4, -2)\n"
-                 "accurate only where the data are", xlabel="x₁", ylabel="x₂")
+    frame(ax, lim, f"score error at σ={sigma:.3g} (contours: log p_σ = -6, -4, -2)\naccurate only where the data are")
     save(fig, path)
 
 
@@ -495,32 +457,24 @@ def fig_density(path, dist, log_p, data, lim):
 
 
 def fig_gif(path, dist, trace, levels, data, lim, sampler):
-    """An animation of the sampler, one frame per level (at most 60)."""
+    """An animation of the sampler, one frame per trace entry (at most 60), the start first."""
     from matplotlib.animation import FuncAnimation, PillowWriter
     picks = sorted(set(torch.linspace(0, len(trace) - 1, min(len(trace), 60)).round().long().tolist()))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.scatter(data[:, 0], data[:, 1], s=1, c="tab:blue", alpha=0.2)
     dots = ax.scatter(*trace[0].cpu().numpy().T, s=2, c="tab:red")
-
-    def update(k):
-        """Move the dots to the k-th picked level."""
-        dots.set_offsets(trace[picks[k]].cpu().numpy())
-        frame(ax, lim, f"{dist}: {sampler}, σ = {levels[picks[k]]:.3g}")
-
-    FuncAnimation(fig, update, frames=len(picks)).save(path, writer=PillowWriter(fps=4))
+    FuncAnimation(fig, lambda k: (dots.set_offsets(trace[picks[k]].cpu().numpy()),
+                                  frame(ax, lim, f"{dist}: {sampler}, σ = {levels[picks[k]]:.3g}")),
+                  frames=len(picks)).save(path, writer=PillowWriter(fps=4))
     plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- main
-# ALD: many levels of few steps (NCSNv2) at the paper's cost, L·T = 1000 (measured: docs/results.md).
+# ALD: many levels of few steps (NCSNv2) at the paper's cost, L·T = 1000; one ε for all eight shapes, between
+# what filled and thin ones want (measured: docs/results.md; Technique 4 gives ~1.2e-5 here).
 ALD_L, ALD_T, EPS = 200, 5, 2e-5
-SAMPLER_N = {"sde": 1000, "ode": 50, "ddpm": 1000, "ddim": 100}  # default σ's for --N (measured)
+SAMPLER_N = {"sde": 1000, "ode": 50, "ddpm": 1000, "ddim": 100}  # default σ's for --N (measured: docs/results.md)
 LIKELIHOOD_N = 200  # σ's of the likelihood ODE (measured: docs/results.md)
-N_DATA, BATCH, HIDDEN, EMA_DECAY, ERROR_SIGMA = 100_000, 512, 128, 0.999, 0.2  # training set, network, figure
-
-
-class UserError(Exception):
-    """A problem with the user's settings or a run gone wrong; main() prints it as one line and exits."""
 
 
 def positive(kind):
@@ -538,29 +492,27 @@ def parse_args(argv=None):
     """Command-line flags; bad values end in a one-line error."""
     p = argparse.ArgumentParser(description="Train a 2D NCSN with denoising score matching, then sample it by "
                                 "annealed Langevin dynamics, the reverse SDE, the probability-flow ODE, DDPM or DDIM.")
-    add = p.add_argument
-    add("--dist", default="heart", choices=list(DISTS), help="toy distribution (default: heart)")
-    add("--steps", type=positive(int), default=4000, help="training steps (default: 4000)")
-    add("--lr", type=positive(float), default=2e-3, help="Adam learning rate, decaying linearly to 0 (default: 2e-3)")
-    add("--sigma-1", type=positive(float), help="largest σ (default: the largest distance between two data "
-        "points, NCSNv2 technique 1)")
-    add("--sigma-L", type=positive(float), default=0.01, help="smallest σ (default: 0.01)")
-    add("--sampler", default="ald", choices=["ald", "sde", "ode", "ddpm", "ddim"], help="annealed Langevin "
+    arg, pos_int, pos_float = p.add_argument, positive(int), positive(float)
+    arg("--dist", default="heart", choices=list(DISTS), help="toy distribution (default: heart)")
+    arg("--steps", type=pos_int, default=4000, help="training steps (default: 4000)")
+    arg("--lr", type=pos_float, default=2e-3, help="Adam learning rate, decaying linearly to 0 (default: 2e-3)")
+    arg("--sigma-1", type=pos_float, help="largest σ (default: the data's diameter, NCSNv2 technique 1)")
+    arg("--sigma-L", type=pos_float, default=0.01, help="smallest σ (default: 0.01)")
+    arg("--sampler", default="ald", choices=["ald", "sde", "ode", "ddpm", "ddim"], help="annealed Langevin "
         "(Algorithm 1), reverse VE SDE, probability-flow ODE, DDPM's ancestral sampler or DDIM (default: ald)")
-    add("--L", type=positive(int), default=ALD_L, help=f"ald: number of noise levels (default: {ALD_L})")
-    add("--T", type=int, help=f"ald: Langevin steps per level; sde: Langevin corrector steps after each step "
-        f"(default: {ALD_T} for ald, 0 for sde)")
-    add("--eps", type=positive(float), default=EPS, help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
-    add("--N", type=positive(int), help="sde/ode/ddpm/ddim: number of σ's stepped through (default: "
+    arg("--L", type=pos_int, default=ALD_L, help=f"ald: number of noise levels (default: {ALD_L})")
+    arg("--T", type=int, help=f"ald: Langevin steps per level; sde: corrector steps (default: {ALD_T}; sde: 0)")
+    arg("--eps", type=pos_float, default=EPS, help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
+    arg("--N", type=pos_int, help="sde/ode/ddpm/ddim: number of σ's (default: "
         + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
-    add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ(x, σ_L)")
-    add("--n-samples", type=positive(int), default=2000, help="samples to generate (default: 2000)")
-    add("--likelihood", action="store_true", help="also the model's log-likelihood of 10,000 real points by "
-        "the probability-flow ODE, KL(p || p_θ) where p has a closed form, and density.png")
-    add("--gif", action="store_true", help="also write sampler.gif, an animation of the sampler")
-    add("--seed", type=int, default=0, help="random seed; same seed on CPU, same samples (default: 0)")
-    add("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
-    add("--out", help="output directory (default: out/toy_<dist>/)")
+    arg("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ(x, σ_L)")
+    arg("--n-samples", type=pos_int, default=2000, help="samples to generate (default: 2000)")
+    arg("--likelihood", action="store_true", help=f"also the log-likelihood of {N_REF:,} real points by the "
+        "probability-flow ODE, KL(p || p_θ) where p has a closed form, and density.png")
+    arg("--gif", action="store_true", help="also write sampler.gif, an animation of the sampler")
+    arg("--seed", type=int, default=0, help="random seed; same seed on CPU, same samples (default: 0)")
+    arg("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present (default: auto)")
+    arg("--out", help="output directory (default: out/toy_<dist>/)")
     args = p.parse_args(argv)
     args.T = (ALD_T if args.sampler == "ald" else 0) if args.T is None else args.T
     args.N = args.N or SAMPLER_N.get(args.sampler, 0)
@@ -574,102 +526,88 @@ def parse_args(argv=None):
 
 
 def sample(args, model, sigma_1, data):
-    """Run the chosen sampler from its noise; returns (samples, trace, the σ of each trace entry, evaluations)."""
-    n, denoise, sigma_L = args.n_samples, not args.no_denoise, args.sigma_L
-    x0 = gaussian_prior(data, sigma_1).sample((n,))  # noise that covers σ_1, for every sampler
-    if args.sampler == "ald":
-        sigmas = get_sigmas(sigma_1, sigma_L, args.L)
-        x, trace = anneal_langevin(model, x0, sigmas, args.eps, args.T, denoise)
-        return x, trace, sigmas[:1].tolist() + sigmas.tolist(), args.L * args.T + denoise  # the start is at σ_1
-    sigmas = get_sigmas(sigma_1, sigma_L, args.N)
-    if args.sampler == "sde":
-        x, trace = reverse_sde(model, x0, sigmas, args.eps, args.T, denoise)
+    """Run the chosen sampler from `gaussian_prior`: (samples, trace, the σ of each trace entry, evaluations)."""
+    x0, ald = gaussian_prior(data, sigma_1).sample((args.n_samples,)), args.sampler == "ald"
+    sigmas, denoise = get_sigmas(sigma_1, args.sigma_L, args.L if ald else args.N), not args.no_denoise
+    if args.sampler in ["ald", "sde"]:
+        x, trace = (anneal_langevin if ald else reverse_sde)(model, x0, sigmas, args.eps, args.T, denoise)
     else:
         x, trace = {"ode": probability_flow_ode, "ddpm": ddpm, "ddim": ddim}[args.sampler](model, x0, sigmas,
                                                                                          denoise=denoise)
+    if ald:  # ALD's trace starts at σ_1, then one entry per level
+        return x, trace, sigmas[:1].tolist() + sigmas.tolist(), args.L * args.T + denoise
     per_step = {"sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)  # Heun's ODE step: two evaluations
     return x, trace, sigmas.tolist(), (args.N - 1) * per_step + denoise
 
 
-def report_likelihood(args, model, data, sigma_1, ref, path, lim):
-    """Print the model's negative log-likelihood of the real points `ref` (and KL(p || p_θ) where p has a closed
-    form), and draw its log-density next to the truth."""
-    t0, device = time.time(), data.device
-    sigmas, prior = get_sigmas(sigma_1, args.sigma_L, LIKELIHOOD_N).to(device), gaussian_prior(data, sigma_1)
-    nll = -log_likelihood(model, ref.to(device), sigmas, prior).cpu()
-    print(f"negative log-likelihood of {len(ref):,} real points: {nll.mean():.4f} nats per point "
-          f"({LIKELIHOOD_N} σ's of the probability-flow ODE, {time.time() - t0:.1f} s)")
-    if args.dist in LOG_PROBS:
-        log_p = LOG_PROBS[args.dist](ref)
-        gap = nll + log_p  # log p - log p_θ, point by point: its mean estimates the KL, its spread the error
-        print(f"entropy of p (mean -log p): {-log_p.mean():.4f} nats | KL(p || p_θ) = {gap.mean():.4f} "
-              f"± {gap.std() / math.sqrt(len(gap)):.4f} nats (± one standard error)")
-    log_p_grid = log_likelihood(model, grid(lim, 64).to(device), sigmas, prior).cpu()
-    fig_density(path, args.dist, log_p_grid, data.cpu(), lim)
+def report(args, model, data, sigma_1, samples, trace, levels, out):
+    """The energy distance to real points against its floor, the likelihood if asked, every figure."""
+    with torch.random.fork_rng():  # one fixed set of real points, as in benchmarks/toy_quality.py
+        torch.manual_seed(12345)
+        ref = DISTS[args.dist](N_REF)
+    ed, floor = energy_distance(samples, ref), energy_floor(ref, len(samples))  # float64 agrees to 4 digits
+    print(f"energy distance to {N_REF:,} real points: {ed:.5f}, {ed / floor:.2f}x the floor of real data ({floor:.5f})")
+    if args.dist == "mixture":
+        print(f"share of samples in the (5,5) mode: {(samples.sum(1) > 0).float().mean().item():.3f} (true 0.800)")
+    lim, path, device = 1.15 * data.abs().quantile(0.999).item(), lambda name: os.path.join(out, name), data.device
+    if args.likelihood:
+        t0, prior = time.time(), gaussian_prior(data, sigma_1)
+        sigmas = get_sigmas(sigma_1, args.sigma_L, LIKELIHOOD_N).to(device)
+        nll = -log_likelihood(model, ref.to(device), sigmas, prior).cpu()
+        print(f"negative log-likelihood of {N_REF:,} real points: {nll.mean():.4f} nats per point "
+              f"({LIKELIHOOD_N} σ's of the probability-flow ODE, {time.time() - t0:.1f} s)")
+        if args.dist in LOG_PROBS:
+            log_p = LOG_PROBS[args.dist](ref)
+            gap = nll + log_p  # log p - log p_θ, point by point: its mean estimates the KL, its spread the error
+            print(f"entropy of p (mean -log p): {-log_p.mean():.4f} nats | KL(p || p_θ) = {gap.mean():.4f} "
+                  f"± {gap.std() / math.sqrt(len(gap)):.4f} nats (± one standard error)")
+        log_p_grid = log_likelihood(model, grid(lim, 64).to(device), sigmas, prior).cpu()
+        fig_density(path("density.png"), args.dist, log_p_grid, data.cpu(), lim)
+    data, model = data[:2000].cpu().numpy(), model.cpu()
+    fig_samples(path("samples.png"), args.dist, data, samples.numpy(), lim, args.sampler)
+    fig_levels(path("levels.png"), args.dist, trace, levels, data, lim, args.sampler)
+    fig_score_sigmas(path("score_sigmas.png"), args.dist, model, get_sigmas(sigma_1, args.sigma_L, args.L), data, lim)
+    fig_score_error(path("score_error.png"), model, data, ERROR_SIGMA, lim)
+    if args.gif:
+        fig_gif(path("sampler.gif"), args.dist, trace, levels, data, lim, args.sampler)
 
 
 def run(args):
-    """Train, sample, measure, plot; a UserError for a problem the user can fix."""
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    if device.type == "cpu":
+    """Train, sample, measure, plot; a problem raises UserError."""
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device, out, t_start = torch.device("cuda" if cuda else "cpu"), args.out or f"out/toy_{args.dist}", time.time()
+    if not cuda:
         torch.set_num_threads(1)  # a 128-unit MLP is fastest on one thread, and immune to a busy core
     torch.manual_seed(args.seed)
-    out = args.out or os.path.join("out", f"toy_{args.dist}")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create output directory {out}: {e.strerror}") from None
-    t_start, data = time.time(), DISTS[args.dist](N_DATA).to(device)
-    args.sigma_1 = sigma_1 = args.sigma_1 or torch.cdist(data[:2000], data[:2000]).max().item()
+    os.makedirs(out, exist_ok=True)
+    data = DISTS[args.dist](N_DATA).to(device)
+    sigma_1 = args.sigma_1 = args.sigma_1 or torch.cdist(data[:2000], data[:2000]).max().item()
     if sigma_1 <= args.sigma_L:
         raise UserError(f"σ_1 = {sigma_1:.3g} from the data is not above --sigma-L {args.sigma_L}")
-    sigmas = get_sigmas(sigma_1, args.sigma_L, args.L).to(device)
     model = ScoreNet(HIDDEN, data.mean(0), data.std().item()).to(device)
-    print(f"{args.dist}: {N_DATA} points, σ from {sigma_1:.3g} down to {args.sigma_L:.3g}, "
-          f"{sum(p.numel() for p in model.parameters())} parameters, on {device}")
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)  # one kernel for all tensors: ~10% faster
+    print(f"{args.dist}: {N_DATA} points, σ from {sigma_1:.3g} down to {args.sigma_L:.3g}, "
+          f"{sum(p.numel() for p in model.parameters())} parameters, on {device}")
     train(model, ema, opt, data, args)
-    torch.save({"model": ema.state_dict(), "sigmas": sigmas.cpu(), "args": vars(args)}, os.path.join(out, "model.pt"))
-
+    torch.save({"model": ema.state_dict(), "sigmas": get_sigmas(sigma_1, args.sigma_L, args.L), "args": vars(args)},
+               os.path.join(out, "model.pt"))
     t0 = time.time()
     samples, trace, levels, nfe = sample(args, ema, sigma_1, data)
     if not torch.isfinite(samples).all():
-        raise UserError(f"the {args.sampler} samples became infinite or NaN; the Langevin step is too large "
-                        f"for this data: try a smaller --eps than {args.eps:g}")
-    samples = samples.cpu()
+        raise UserError(f"the {args.sampler} samples became infinite or NaN; the Langevin step is too large for "
+                        f"this data: try a smaller --eps than {args.eps:g}")
     print(f"sampled {args.n_samples} points with {args.sampler}: {nfe} network evaluations in {time.time() - t0:.1f} s")
-    np.save(os.path.join(out, "samples.npy"), samples.numpy().astype(np.float32))
-    with torch.random.fork_rng():  # one fixed set of 10,000 real points, as in benchmarks/toy_quality.py
-        torch.manual_seed(12345)
-        ref = DISTS[args.dist](10_000)
-    ed, floor = energy_distance(samples, ref), energy_floor(ref, len(samples))  # float64 agrees to 4 digits
-    print(f"energy distance to 10,000 real points: {ed:.5f}, {ed / floor:.2f}x the floor of real data ({floor:.5f})")
-    if args.dist == "mixture":
-        print(f"share of samples in the (5,5) mode: {(samples.sum(1) > 0).float().mean().item():.3f} (true 0.800)")
-    lim = 1.15 * data.abs().quantile(0.999).item()
-    if args.likelihood:
-        report_likelihood(args, ema, data, sigma_1, ref, os.path.join(out, "density.png"), lim)
-    figures(args, out, ema.cpu(), sigmas.cpu(), data[:2000].cpu().numpy(), samples, trace, levels, lim)
+    np.save(os.path.join(out, "samples.npy"), samples.cpu().numpy().astype(np.float32))
+    report(args, ema, data, sigma_1, samples.cpu(), trace, levels, out)
     print(f"wrote figures, samples.npy and model.pt to {out}/ ({time.time() - t_start:.1f} s in all)")
 
 
-def figures(args, out, model, sigmas, data, samples, trace, levels, lim):
-    """Every figure of a run, into `out`."""
-    fig_samples(os.path.join(out, "samples.png"), args.dist, data, samples.numpy(), lim, args.sampler)
-    fig_levels(os.path.join(out, "levels.png"), args.dist, trace, levels, data, lim, args.sampler)
-    fig_score_sigmas(os.path.join(out, "score_sigmas.png"), args.dist, model, sigmas, data, lim)
-    fig_score_error(os.path.join(out, "score_error.png"), model, data, ERROR_SIGMA, lim)
-    if args.gif:
-        fig_gif(os.path.join(out, "sampler.gif"), args.dist, trace, levels, data, lim, args.sampler)
-
-
 def main(argv=None):
-    """Entry point: every problem becomes one line on stderr and a non-zero exit."""
+    """Parse the flags, run; a UserError ends in one line."""
     try:
-        run(parse_args(argv))  # parse_args exits with its own one-line errors
-    except UserError as e:
+        run(parse_args(argv))
+    except (UserError, OSError) as e:  # OSError: an output folder or file that cannot be written
         sys.exit(f"toy_ncsn.py: error: {e}")
 
 

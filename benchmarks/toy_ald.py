@@ -58,9 +58,9 @@ def main():
     for dist in args.dists:
         ref, floor, spread[dist] = reference(dist)
         for seed in args.seeds:
-            model, sigma_1 = trained(dist, seed, args.cache)
+            model, sigma_1, _ = trained(dist, seed, args.cache)
             torch.manual_seed(seed)
-            data = toy.DISTS[dist](100_000)  # the training set: the box and the Gaussian start
+            data = toy.DISTS[dist](toy.N_DATA)  # the training set: the box and the Gaussian start
             lim = data.abs().max().item()
             for name, (L, T, eps, start) in cands.items():
                 sigmas = toy.get_sigmas(sigma_1, 0.01, L)

@@ -63,10 +63,10 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             toy.main(["--dist", "circle", "--seed", str(seed), "--out", tmp])
             ckpt = torch.load(f"{tmp}/model.pt")
-        model = toy.ScoreNet(ckpt["args"]["hidden"])
+        model = toy.ScoreNet()
         model.load_state_dict(ckpt["model"])
         torch.manual_seed(seed)
-        data = toy.DISTS["circle"](100_000)  # the training set, which sets the samplers' start
+        data = toy.DISTS["circle"](toy.N_DATA)  # the training set, which sets the samplers' start
         sigma_1, sigma_L, eps = ckpt["sigmas"][0].item(), ckpt["args"]["sigma_L"], OLD_EPS
         show("real points", ring_stats(toy.circle(args.n), ref), table)
         for name, flags in [("ald at its default", ["--sampler", "ald"]), ("ald at L = 10, T = 100, ε = 5e-5", OLD),

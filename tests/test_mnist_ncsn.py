@@ -1,5 +1,6 @@
-"""Tests for mnist_ncsn.py on the CPU with tiny settings: data, download, U-Net, DSM loss,
-annealed Langevin dynamics, inpainting, checkpoints and the command line.
+"""Tests for mnist_ncsn.py and mnist_likelihood.py on the CPU with tiny settings: data, download, U-Net, DSM loss,
+annealed Langevin dynamics, inpainting, the likelihood, checkpoints and the command line (one shell run each,
+the other runs through main(argv) in this process).
 
 They bring their own data: tests/data/mnist/ holds the first 500 training and 300 test images of
 MNIST (see tests/data/README.md), so they run on a fresh clone with no network."""
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-import mnist_likelihood as ml
+import mnist_likelihood as lik
 import mnist_ncsn as m
 import toy_ncsn as toy
 
@@ -52,37 +53,31 @@ def mirror():
     server.server_close()
 
 
-def cli(*args, cwd, shell=False, main=m.main):
-    """Run the script as `python mnist_ncsn.py ARGS` would (with shell=True, as a new process: the whole path from
-    the shell), else its main() in this process, seconds faster; return (returncode, stdout, stderr)."""
-    if shell:
-        r = subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd, env=ENV,
-                           capture_output=True, text=True, timeout=300)
-        return r.returncode, r.stdout, r.stderr
-    out, err, here, proxy = io.StringIO(), io.StringIO(), os.getcwd(), os.environ.get("no_proxy")
-    os.chdir(cwd)
-    os.environ["no_proxy"] = "127.0.0.1"
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main([str(a) for a in args])
-                rc = 0
-            except SystemExit as e:  # as the interpreter would: a message goes to stderr, exit code 1
-                rc = e.code if isinstance(e.code, int) else 1
-                if isinstance(e.code, str):
-                    print(e.code, file=sys.stderr)
-    finally:
-        os.chdir(here)
-        os.environ.pop("no_proxy") if proxy is None else os.environ.update(no_proxy=proxy)
+def shell(*args, cwd):
+    """Run the script as a user would, in a new process; return (returncode, stdout, stderr)."""
+    r = subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout, r.stderr
+
+
+def cli(*args, cwd=None, module=m):
+    """Run the script's main(argv) in this process, as the shell would see it: (returncode, stdout, stderr);
+    any exception but SystemExit (a traceback in the shell) fails the test. Every path is given: cwd is unused."""
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            module.main([str(a) for a in args])
+            rc = 0
+        except SystemExit as e:  # sys.exit("message") prints the message and exits with 1
+            rc = e.code if isinstance(e.code, int) else (print(e.code, file=sys.stderr) or 1)
     return rc, out.getvalue(), err.getvalue()
 
 
-def assert_clean_error(rc, err, *words, prog="mnist_ncsn.py"):
+def assert_clean_error(rc, err, *words, script="mnist_ncsn.py"):
     """Non-zero exit, no traceback, last stderr line is the script's one-line error."""
     assert rc != 0
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"{prog}: error:"), err
+    assert last.startswith(f"{script}: error:"), err
     for w in words:
         assert w in last, (w, last)
 
@@ -287,18 +282,18 @@ def test_dsm_loss_falls_on_small_subset():
         state = torch.random.get_rng_state()
         torch.manual_seed(123)  # the same noise and sigmas before and after training
         with torch.no_grad():
-            loss = m.dsm_loss(model, data[:128], model.sigma_data, -1.2, 1.2).item()
+            loss = m.dsm_loss(model, data[:64], model.sigma_data, -1.2, 1.2).item()
         torch.random.set_rng_state(state)
         return loss
 
     before = held_out()
     for _ in range(40):
-        loss = m.dsm_loss(model, data[torch.randint(256, (32,))], model.sigma_data, -1.2, 1.2)
+        loss = m.dsm_loss(model, data[torch.randint(256, (16,))], model.sigma_data, -1.2, 1.2)
         opt.zero_grad()
         loss.backward()
         opt.step()
     after = held_out()
-    assert after < 0.5 * before, (before, after)  # measured: 459 -> 130
+    assert after < 0.5 * before, (before, after)  # measured: 940 -> 411
 
 
 # -------------------------------------------------------------------------------------- sampler
@@ -318,7 +313,7 @@ def test_anneal_langevin_on_gaussian_matches_closed_form():
     torch.manual_seed(1)
     x, trace = m.anneal_langevin(score, x0, sigmas, eps, T, denoise=False)
     assert x.shape == x0.shape and torch.isfinite(x).all()
-    assert len(trace) == 4 and all(t.shape == x0.shape for t in trace)  # the start, then every level
+    assert len(trace) == 4 and all(t.shape == x0.shape for t in trace)  # the start, then one per level
     assert torch.equal(trace[0], x0) and torch.equal(trace[-1], x)  # the last level's end state, before denoising
     assert set(seen) == {(4000,)}  # one sigma per example
     assert len(seen) == 3 * T
@@ -350,7 +345,8 @@ def test_samplers_are_the_toys_own(name):
         torch.manual_seed(0)
         runs.append(getattr(module, name)(score, x0, sigmas, *extra))
     (x, trace), (x_toy, trace_toy) = runs
-    assert len(trace) == len(trace_toy) == 20 + (name == "anneal_langevin") and x.shape == x0.shape  # ALD: start + 20 levels
+    assert len(trace) == len(trace_toy) == 20 + (name == "anneal_langevin") and x.shape == x0.shape
+    assert torch.equal(trace[0], x0)  # every trace starts with the start
     assert torch.equal(x, x_toy) and all(torch.equal(a, b) for a, b in zip(trace, trace_toy))
 
 
@@ -419,7 +415,7 @@ def test_anneal_langevin_inpaint_gives_gaussian_conditional():
                                          y.reshape(1, 1, 2, 2).expand(n, 1, 2, 2), mask,
                                          m.get_sigmas(1.0, 0.03, 5), 4.5e-4, 400)
     x = x.reshape(n, 4)
-    assert len(trace) == 6 and all(t.shape == (n, 1, 2, 2) for t in trace)  # the start, then every level
+    assert len(trace) == 6 and all(t.shape == (n, 1, 2, 2) for t in trace)  # the start, then one per level
     assert torch.equal(x[:, K], y[K].expand(n, 2))  # known pixels: exactly the input
     # Measured: mean off by (-0.005, 0.007) (standard errors 0.0025, 0.0036), covariance by 3.5%
     # of its largest entry (σ_L² = 9e-4 against conditional variances 0.06 and 0.13, plus the
@@ -486,9 +482,9 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
 # ------------------------------------------------------------------------------------------ CLI
 @pytest.fixture(scope="module")
 def one_epoch(tmp_path_factory):
-    """A tiny one-epoch run: its folder and its stdout."""
+    """A tiny one-epoch run from the shell, as a user starts it: its folder and its stdout."""
     out = tmp_path_factory.mktemp("one_epoch")
-    rc, stdout, err = cli(*TINY, "--data-dir", DATA, "--epochs", 1, "--out", out, cwd=out, shell=True)
+    rc, stdout, err = shell(*TINY, "--data-dir", DATA, "--epochs", 1, "--out", out, cwd=out)
     assert rc == 0, err
     return out, stdout
 
@@ -540,7 +536,7 @@ def test_cli_resume_download_and_sample_only(one_epoch, tmp_path, mirror):
 @pytest.mark.parametrize("sampler, precision, evaluations", [
     ("ald", "fp32", 6), ("ald", "bf16", 6), ("sde", "bf16", 9), ("ode", "fp32", 9), ("ddpm", "bf16", 5),
     ("ddim", "fp32", 5)])
-def test_cli_every_sampler_and_precision(one_epoch, tmp_path, sampler, precision, evaluations, monkeypatch):
+def test_cli_every_sampler_and_precision(one_epoch, tmp_path, monkeypatch, sampler, precision, evaluations):
     """From the tiny run's checkpoint: L = 5 levels of T = 1 (ald), N = 5 σ's (sde with one corrector
     step, Heun's two evaluations a step for ode), the Tweedie step last; 4 images in batches of 3."""
     first, _ = one_epoch
@@ -553,27 +549,26 @@ def test_cli_every_sampler_and_precision(one_epoch, tmp_path, sampler, precision
     samples = np.load(tmp_path / "samples.npy")
     assert samples.shape == (4, 28, 28) and np.isfinite(samples).all() and samples.std() > 0
 
-
 def test_cli_minutes_trains_to_the_clock_and_resumes(tmp_path):
     """--minutes stops at the budget, mid-epoch if need be, and a resumed run keeps what was spent."""
     out = tmp_path / "clock"
-    rc, stdout, err = cli(*TINY, "--train-size", 500, "--data-dir", DATA, "--minutes", 0.05, "--out", out,
+    rc, stdout, err = cli(*TINY, "--train-size", 500, "--data-dir", DATA, "--minutes", 0.02, "--out", out,
                           cwd=tmp_path)
     assert rc == 0, err
-    assert "training for 0.05 min on 500 images" in stdout
+    assert "training for 0.02 min on 500 images" in stdout
     assert "training at " in stdout and "img/s (the first 20 steps): about 0.0 min, " in stdout  # after 21 steps
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert 3 <= ckpt["seconds"] < 4 and ckpt["args"]["minutes"] == 0.05 and ckpt["args"]["epochs"] is None
-    rc, stdout, err = cli(*TINY, "--data-dir", DATA, "--minutes", 0.1, "--out", out, "--resume", cwd=tmp_path)
+    assert 1.2 <= ckpt["seconds"] < 2.2 and ckpt["args"]["minutes"] == 0.02 and ckpt["args"]["epochs"] is None
+    rc, stdout, err = cli(*TINY, "--data-dir", DATA, "--minutes", 0.04, "--out", out, "--resume", cwd=tmp_path)
     assert rc == 0, err
     again = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert 6 <= again["seconds"] < 7 and again["step"] > ckpt["step"] and len(again["losses"]) > len(ckpt["losses"])
+    assert 2.4 <= again["seconds"] < 3.4 and again["step"] > ckpt["step"] and len(again["losses"]) > len(ckpt["losses"])
 
 
 def test_cli_inpaint(one_epoch, tmp_path):
     first, _ = one_epoch
     rc, stdout, err = cli("--inpaint", "bottom", "--ckpt", first / "checkpoint.pt", "--data-dir",
-                          DATA, "--n-inpaint", 3, "--n-completions", 2, "--out", tmp_path,
+                          DATA, "--n-inpaint", 3, "--n-completions", 2, "--out", tmp_path, "--L", 10, "--T", 2,
                           "--device", "cpu", cwd=tmp_path)
     assert rc == 0, err
     assert "inpainted 3 test digits x 2 (bottom hidden)" in stdout
@@ -603,8 +598,10 @@ def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
                           (["--inpaint", "right", "--resume"], "does not go with --resume"),
                           (["--n-samples", "3.5"], "argument --n-samples: invalid int value: '3.5'"),
                           (["--sigma-L", "20"], "--sigma-1 must be larger than --sigma-L"),
-                          (["--L", "1"], "--L must be at least 2"),
-                          (["--sampler", "ode", "--N", "1"], "--N must be at least 2"),
+                          (["--L", "1"], "argument --L: must be at least 2, not 1"),
+                          (["--sampler", "ode", "--N", "1"], "argument --N: must be at least 2, not 1"),
+                          (["--likelihood"], "unrecognized arguments: --likelihood"),  # mnist_likelihood.py's now
+                          (["--sample-batch", "3"], "unrecognized arguments: --sample-batch"),  # SAMPLE_BATCH now
                           (["--T", "0"], "--T must be at least 1"),
                           (["--schedule", "cosine"], "argument --schedule: invalid choice"),
                           (["--precision", "fp16"], "argument --precision: invalid choice"),
@@ -618,7 +615,7 @@ def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
     assert rc == 2 and err.strip().splitlines()[-1].endswith("argument --train-size: must be above 0, not 0")
     # No data and no network: one line naming the folder and the four files.
     rc, _, err = cli(*TINY, "--data-dir", tmp_path / "none", "--mirror", DEAD, "--out",
-                     tmp_path / "o1", cwd=tmp_path, shell=True)  # from the shell: no traceback either
+                     tmp_path / "o1", cwd=tmp_path)
     assert_clean_error(rc, err, str(tmp_path / "none"), *m.FILES)
     # A corrupt (truncated) training file.
     bad = tmp_path / "bad"
@@ -684,8 +681,8 @@ def test_log_likelihood_of_a_gaussian_in_256_dimensions_is_its_closed_form():
             torch.full((1, 16, 16), mu), math.sqrt(var) * torch.ones(1, 16, 16)), 3)
 
     exact = normal(tau2 + 1e-4).log_prob(x)  # 48.5 nats an image on average
-    errors = [(ml.log_likelihood(image_gaussian_score(mu, tau2), x, m.get_sigmas(16.0, 0.01, n),
-                                normal(tau2 + 256), probes=1) - exact).abs() for n in [100, 200]]
+    errors = [(lik.log_likelihood(image_gaussian_score(mu, tau2), x, m.get_sigmas(16.0, 0.01, n),
+                                  normal(tau2 + 256), probes=1) - exact).abs() for n in [100, 200]]
     # Heun's error, the same sign for every image: measured 0.86 and 0.21 nats (0.001 bits/dim at 200
     # σ's), 4.0 times smaller for twice the σ's, as a second-order method's should be.
     assert errors[1].max() < 0.3 and 3 < errors[0].mean() / errors[1].mean() < 5, errors
@@ -694,7 +691,7 @@ def test_log_likelihood_of_a_gaussian_in_256_dimensions_is_its_closed_form():
 def test_log_likelihood_of_a_correlated_gaussian_within_hutchinsons_error():
     """A non-diagonal Jacobian: one Rademacher probe per image is unbiased, with a spread of its own."""
     torch.manual_seed(0)
-    d, mu, sigmas = 256, 0.3, m.get_sigmas(16.0, 0.01, 200)
+    d, mu, sigmas = 64, 0.3, m.get_sigmas(16.0, 0.01, 100)
     a = torch.randn(d, d) / math.sqrt(d)
     cov = 0.04 * (a @ a.T + 0.1 * torch.eye(d))
     lam, q = torch.linalg.eigh(cov)
@@ -707,11 +704,11 @@ def test_log_likelihood_of_a_correlated_gaussian_within_hutchinsons_error():
     def gaussian(var_extra):
         return FlatPrior(torch.distributions.MultivariateNormal(torch.full((d,), mu), cov + var_extra * torch.eye(d)))
 
-    x = (mu + torch.randn(400, d) @ torch.linalg.cholesky(cov).T).reshape(400, 1, 16, 16)
-    error = ml.log_likelihood(score, x, sigmas, gaussian(256), probes=1) - gaussian(1e-4).log_prob(x)
-    four = ml.log_likelihood(score, x, sigmas, gaussian(256), probes=4) - gaussian(1e-4).log_prob(x)
-    # Measured: mean errors -0.03 ± 0.61 (one probe) and 0.56 ± 0.32 nats (four), Heun's part under 0.3;
-    # each image's error spreads by 12.3 and 6.4 nats: Hutchinson's, 1/√probes.
+    x = (mu + torch.randn(400, d) @ torch.linalg.cholesky(cov).T).reshape(400, 1, 8, 8)
+    error = lik.log_likelihood(score, x, sigmas, gaussian(256), probes=1) - gaussian(1e-4).log_prob(x)
+    four = lik.log_likelihood(score, x, sigmas, gaussian(256), probes=4) - gaussian(1e-4).log_prob(x)
+    # Measured in 64 dimensions on 100 σ's: mean errors 0.53 ± 0.29 (one probe) and 0.20 ± 0.15 nats (four), Heun's
+    # part under 0.3; each image's error spreads by 5.7 and 3.0 nats: Hutchinson's, 1/√probes.
     for e in [error, four]:
         assert abs(e.mean()) < 3 * e.std() / math.sqrt(len(e)) + 0.3, e.mean()
     assert 1.6 < error.std() / four.std() < 2.4
@@ -719,25 +716,25 @@ def test_log_likelihood_of_a_correlated_gaussian_within_hutchinsons_error():
 
 def test_hutchinson_divergence_of_a_unet_is_its_exact_trace_on_average():
     torch.manual_seed(0)
-    net, x, sigma = m.UNet(8), m.load_mnist(DATA)[0][:2], 0.5
-    basis = math.sqrt(784) * torch.eye(784).reshape(784, 1, 1, 28, 28).expand(784, 2, 1, 28, 28)
-    s, exact = ml.score_and_divergence(net, x, sigma, basis)  # √D e_i: vᵀJv averages to tr J exactly
-    assert torch.allclose(s, net(x, torch.full((2,), sigma)))
-    probes = torch.randint(0, 2, (400, 2, 1, 28, 28)).float() * 2 - 1
-    one = torch.stack([ml.score_and_divergence(net, x, sigma, v[None])[1] for v in probes[:50]])
-    _, mean = ml.score_and_divergence(net, x, sigma, probes)
-    se = one.std(0) / math.sqrt(400)  # the spread of one probe's estimate, over 400
+    net, x, sigma = m.UNet(8), m.load_mnist(DATA)[0][:1], 0.5
+    basis = math.sqrt(784) * torch.eye(784).reshape(784, 1, 1, 28, 28).expand(784, 1, 1, 28, 28)
+    s, exact = lik.score_and_divergence(net, x, sigma, basis)  # √D e_i: vᵀJv averages to tr J exactly
+    assert torch.allclose(s, net(x, torch.full((1,), sigma)))
+    probes = torch.randint(0, 2, (100, 1, 1, 28, 28)).float() * 2 - 1
+    one = torch.stack([lik.score_and_divergence(net, x, sigma, v[None])[1] for v in probes[:30]])
+    _, mean = lik.score_and_divergence(net, x, sigma, probes)
+    se = one.std(0) / math.sqrt(100)  # the spread of one probe's estimate, over 100
     assert ((mean - exact).abs() < 4 * se).all(), (mean, exact, se)
     assert (one.std(0) > 0.01 * exact.abs()).all()  # a real estimate, not the trace in disguise
 
 
-def test_cli_likelihood(one_epoch, tmp_path):
+def test_cli_likelihood(one_epoch, tmp_path, monkeypatch):
     first, _ = one_epoch
     rc, stdout, err = cli("--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out", tmp_path,
-                          "--n-likelihood", 20, "--N", 5, "--device", "cpu", cwd=tmp_path, main=ml.main)
+                          "--n-likelihood", 20, "--N", 5, "--device", "cpu", module=lik)
     assert rc == 0, err
     line = next(ln for ln in stdout.splitlines() if ln.startswith("bits/dim = "))
-    assert line.endswith("s)") and "over 20 test digits (probability-flow ODE, 5 σ's, one probe a digit" in line
+    assert line.endswith("s)") and "over 20 test digits (probability-flow ODE, 5 σ's, 1 probe(s) a digit" in line
     bits = np.load(tmp_path / "likelihood.npz")["bits"]
     mean, se = map(float, line.split()[2:5:2])
     assert bits.shape == (20,) and mean == pytest.approx(bits.mean(), abs=1e-3)
@@ -745,10 +742,18 @@ def test_cli_likelihood(one_epoch, tmp_path):
     # One epoch on 32 images: far worse than the 1.7 bits/dim of per-pixel histograms; 8 is 256 levels.
     assert 1.7 < mean < 30
     assert (tmp_path / "likelihood.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # PROBES, the probes per digit, reach the estimate: two give another number, and say so.
+    monkeypatch.setattr(lik, "PROBES", 2)
+    rc, stdout, err = cli("--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out", tmp_path / "two",
+                          "--n-likelihood", 20, "--N", 5, "--device", "cpu", module=lik)
+    assert rc == 0, err
+    assert "5 σ's, 2 probe(s) a digit" in stdout
+    assert not np.array_equal(np.load(tmp_path / "two" / "likelihood.npz")["bits"], bits)
     for flags, message in [(["--n-likelihood", 301], "--n-likelihood 301, but"),
                            (["--ckpt", tmp_path / "none.pt"], "none.pt: not a readable checkpoint")]:
-        rc, _, err = cli("--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out", tmp_path,
-                         *flags, cwd=tmp_path, main=ml.main)
-        assert_clean_error(rc, err, message, prog="mnist_likelihood.py")
-    rc, _, err = cli("--N", 1, "--out", tmp_path, cwd=tmp_path, main=ml.main)
-    assert rc == 2 and err.strip().splitlines()[-1].endswith("--N must be at least 2")
+        rc, _, err = cli("--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out", tmp_path, *flags, module=lik)
+        assert_clean_error(rc, err, message, script="mnist_likelihood.py")
+    for flags, message in [(["--N", 1], "argument --N: must be at least 2, not 1"),
+                           (["--probes", 2], "unrecognized arguments: --probes 2")]:  # PROBES, a constant now
+        rc, _, err = cli(*flags, module=lik)
+        assert rc == 2 and err.strip().splitlines()[-1].endswith(message)

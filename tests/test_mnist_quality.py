@@ -101,8 +101,8 @@ def test_samples_report_of_the_test_digits_themselves(tmp_path, capsys):
 
 def test_seeds_runner_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the two mnist_ncsn.py runs it starts
-    tiny = ["--width", "8", "--batch-size", "16", "--train-size", "32", "--epochs", "1",
-            "--T", "1", "--device", "cpu"]
+    tiny = ["--width", "8", "--batch-size", "16", "--train-size", "32", "--epochs", "2",
+            "--T", "1", "--N", "5", "--device", "cpu"]
     mnist_seeds.main(["--seeds", "0", "1", "--n-samples", "20", "--out", str(tmp_path / "runs"),
                       "--data-dir", str(DATA), "--", *tiny])
     out = capsys.readouterr().out

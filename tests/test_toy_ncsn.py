@@ -1,9 +1,9 @@
 """Tests of toy_ncsn.py against closed-form answers on Gaussians and the paper's mixture."""
+import argparse
 import copy
 import math
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -48,6 +48,19 @@ def dsm_at(a, m, seed=0, n=200_000):
     return loss.item(), torch.cat([model.a.grad.reshape(1), model.m.grad])
 
 
+def test_dsm_loss_draws_sigma_on_the_device_without_a_host_sync():
+    """On the meta device any .item() or float() of a tensor raises: the loss must stay a tensor there."""
+    model = toy.ScoreNet(16).to("meta")
+    loss = toy.dsm_loss(model, torch.zeros(64, 2, device="meta"), SIGMAS.to("meta"))
+    assert loss.device.type == "meta" and loss.shape == ()
+
+
+def test_dsm_loss_keeps_float64():
+    torch.manual_seed(0)
+    loss = toy.dsm_loss(toy.ScoreNet(16).double(), torch.randn(64, 2, dtype=torch.float64), SIGMAS)
+    assert loss.dtype == torch.float64 and torch.isfinite(loss)
+
+
 def test_dsm_loss_is_smallest_at_the_closed_form_score():
     best, _ = dsm_at(-1.0, MU)
     for a, m in [(-0.8, MU), (-1.2, MU), (-1.0, [1.3, -2.0]), (-1.0, [1.0, -1.7])]:
@@ -77,8 +90,9 @@ def test_anneal_langevin_on_a_gaussian_gives_its_mean_and_covariance():
         return -(x - mu) @ prec
 
     sigmas = toy.get_sigmas(10.0, 0.01, 10)
-    x, trace = toy.anneal_langevin(score, 16 * torch.rand(4000, 2) - 8, sigmas, eps=5e-5, T=100)
-    assert len(trace) == 11 and trace[-1].shape == (4000, 2)  # the start, then every level
+    x0 = 16 * torch.rand(4000, 2) - 8
+    x, trace = toy.anneal_langevin(score, x0, sigmas, eps=5e-5, T=100)
+    assert len(trace) == 11 and torch.equal(trace[0], x0) and trace[-1].shape == (4000, 2)  # the start, then each level
     assert (x.mean(0) - mu).abs().max() < 0.06
     # Measured 0.07 (0.11 at ε = 2e-5): once σ_i is well below the data's scale, α_i is too small to
     # move the spread, which stays that of p_σ at σ ≈ 0.2-0.4 rather than σ_L.
@@ -124,7 +138,8 @@ def test_anneal_langevin_on_the_mixture_gets_the_mode_weights():
     # gap, which stops once they separate (σ ≈ 2-4): some 2% of the upper mode's share is lost there,
     # where the reverse SDE carries it across (test_reverse_sde_with_exact_scores_gets_the_mixture_weights).
     assert share == pytest.approx(0.78, abs=0.02)
-    assert len(trace) == toy.ALD_L + 1 and torch.equal(trace[0], x0) and torch.equal(trace[-1], x)  # start, levels
+    assert len(trace) == toy.ALD_L + 1 and torch.equal(trace[0], x0)  # the start, then one entry per level
+    assert torch.equal(trace[-1], x)  # without the Tweedie step, the last level is x
     upper = x[x.sum(1) > 0]  # the (5,5) component itself: mean (5,5), unit variance
     assert (upper.mean(0) - 5).abs().max() < 0.1 and (upper.var(0) - 1).abs().max() < 0.12
 
@@ -135,14 +150,21 @@ def test_mixture_score_at_large_sigma_is_that_of_one_wide_gaussian():
     assert torch.allclose(s, -(x - 3.0) / (1 + 1e6), rtol=1e-3, atol=1e-9)  # mean 0.2(-5) + 0.8(5) = 3
 
 
+def fit(model, data, sigma_1, sigma_L, L, steps):
+    """toy_ncsn.run's training: Adam and the EMA built by the caller; returns the EMA network and the losses."""
+    ema, opt = copy.deepcopy(model).requires_grad_(False), torch.optim.Adam(model.parameters(), lr=2e-3, fused=True)
+    args = argparse.Namespace(steps=steps, lr=2e-3, sigma_1=sigma_1, sigma_L=sigma_L, L=L)
+    return ema, toy.train(model, ema, opt, data, args)
+
+
 def test_short_training_learns_a_gaussian_score_near_the_data(monkeypatch):
-    monkeypatch.setattr(toy, "BATCH", 256)
     torch.manual_seed(0)
+    monkeypatch.setattr(toy, "BATCH", 256)
     mu, std = torch.tensor([1.0, -1.0]), torch.tensor([0.5, 1.5])
     data = mu + std * torch.randn(20_000, 2)
     sigmas = toy.get_sigmas(4.0, 0.05, 6)
-    model = toy.ScoreNet(64, data.mean(0), data.std().item())
-    model, losses = train(model, data, sigmas, steps=1500)
+    model, losses = fit(toy.ScoreNet(64, data.mean(0), data.std().item()), data, 4.0, 0.05, 6, steps=1500)
+    assert losses.shape == (1500,) and losses.device.type == "cpu"
     # Standardised inputs make the first steps count: compare with the first 5 (measured 0.84 -> 0.65).
     assert losses[-100:].mean() < losses[:5].mean() - 0.1
     # Near the data (points drawn from p_σ itself) and at σ >= 0.5: at smaller σ the DSM target's
@@ -197,35 +219,34 @@ def test_smoothed_data_score_of_one_point_is_the_gaussian_score():
     assert torch.allclose(log_p, expected, atol=1e-5)
 
 
-def train(model, data, sigmas, steps, lr=2e-3):
-    """toy.train as main() calls it; returns the EMA model and the loss of every step."""
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    args = SimpleNamespace(steps=steps, sigma_1=sigmas[0].item(), sigma_L=sigmas[-1].item(), L=len(sigmas))
-    return ema, toy.train(model, ema, opt, data, args)
-
-
 TINY = ["--steps", "40", "--n-samples", "200", "--T", "5"]
 
 
-@pytest.fixture(autouse=True)
-def tiny_runs(monkeypatch):
-    """main() on 2000 points with 16 hidden units: the real code path, in seconds."""
-    monkeypatch.setattr(toy, "N_DATA", 2000)
-    monkeypatch.setattr(toy, "HIDDEN", 16)
+@pytest.fixture
+def tiny(monkeypatch):
+    """The module's sizes made tiny: 2000 training points, 16 hidden units, 1000 real points, 20 likelihood σ's,
+    ALD's default of 10 levels (11 gif frames)."""
+    for name, value in [("N_DATA", 2000), ("HIDDEN", 16), ("N_REF", 1000), ("LIKELIHOOD_N", 20), ("ALD_L", 10)]:
+        monkeypatch.setattr(toy, name, value)
 
 
-def test_cli_writes_every_output(tmp_path, capsys):
+@pytest.fixture
+def undrawn(monkeypatch):
+    """Figures built but not laid out or written (test_cli_writes_every_output writes them): most of a tiny run."""
+    monkeypatch.setattr(toy, "save", lambda fig, path: toy.plt.close(fig))
+
+
+def test_cli_writes_every_output(tmp_path, tiny, capsys):
     out = tmp_path / "run"
     toy.main(["--dist", "mixture", "--out", str(out), "--gif", "--likelihood", *TINY])
-    r = SimpleNamespace(stdout=capsys.readouterr().out)
+    stdout = capsys.readouterr().out
     for name in ["model.pt", "samples.npy", "samples.png", "levels.png", "score_sigmas.png", "score_error.png",
                  "sampler.gif", "density.png"]:
         assert (out / name).stat().st_size > 100, name
     samples = np.load(out / "samples.npy")
     assert samples.shape == (200, 2) and samples.dtype == np.float32 and np.isfinite(samples).all()
-    assert "step 40/40" in r.stdout and "energy distance" in r.stdout and "(5,5) mode" in r.stdout
-    kl = float(r.stdout.split("KL(p || p_θ) = ")[1].split()[0])
+    assert "step 40/40" in stdout and "energy distance" in stdout and "(5,5) mode" in stdout
+    kl = float(stdout.split("KL(p || p_θ) = ")[1].split()[0])
     assert 0 < kl < 10  # an untrained mixture model: measured 2.2 nats
     ckpt = torch.load(out / "model.pt")
     assert len(ckpt["sigmas"]) == toy.ALD_L and ckpt["args"]["dist"] == "mixture"
@@ -244,7 +265,7 @@ def test_cli_rejects_bad_input_in_one_line(bad, capsys):
 
 
 @pytest.mark.parametrize("sampler", ["sde", "ode", "ddpm", "ddim"])
-def test_every_sampler_runs_from_the_command_line(sampler, tmp_path, capsys):
+def test_every_sampler_runs_from_the_command_line(sampler, tmp_path, tiny, undrawn, capsys):
     toy.main(["--dist", "moons", "--sampler", sampler, "--N", "20", "--out", str(tmp_path), *TINY[:4]])
     evals = {"sde": 20, "ode": 39, "ddpm": 20, "ddim": 20}[sampler]  # N - 1 steps, Heun's two evaluations each
     assert f"with {sampler}: {evals} network evaluations" in capsys.readouterr().out
@@ -257,9 +278,9 @@ def test_cli_unknown_distribution_exits_cleanly_from_the_shell():
     assert r.returncode == 2 and "Traceback" not in r.stderr and "invalid choice: 'banana'" in r.stderr
 
 
-def test_same_seed_same_samples(tmp_path):
+def test_same_seed_same_samples(tmp_path, tiny, undrawn):
     def run(seed, name):
-        toy.main(["--dist", "heart", "--seed", str(seed), "--out", str(tmp_path / name), "--L", "40", *TINY])
+        toy.main(["--dist", "heart", "--seed", str(seed), "--out", str(tmp_path / name), *TINY])
         return np.load(tmp_path / name / "samples.npy")
 
     a, b, c = run(3, "a"), run(3, "b"), run(4, "c")
@@ -321,26 +342,10 @@ def test_reverse_sde_with_exact_scores_gets_the_mixture_weights():
     assert (x.sum(1) > 0).float().mean().item() == pytest.approx(0.80, abs=0.03)
 
 
-def test_a_step_size_that_explodes_stops_with_one_line(tmp_path, capsys):
+def test_a_step_size_that_explodes_stops_with_one_line(tmp_path, tiny, capsys):
     with pytest.raises(SystemExit) as e:
         toy.main(["--dist", "heart", "--eps", "1", "--out", str(tmp_path), *TINY])
     assert e.value.code != 0 and "try a smaller --eps" in str(e.value)
-
-
-def test_a_loss_that_becomes_nan_stops_with_one_line(tmp_path):
-    with pytest.raises(SystemExit) as e:
-        toy.main(["--dist", "heart", "--lr", "1e30", "--out", str(tmp_path), *TINY])
-    assert str(e.value).startswith("toy_ncsn.py: error: the loss became nan") and "--lr" in str(e.value)
-
-
-def test_dsm_loss_never_waits_for_the_device_and_keeps_the_dtype():
-    # .item() on a σ would make the host wait for the GPU every step; on the meta device (shapes, no
-    # data) any such read raises, so this runs only if dsm_loss stays on the device.
-    model = toy.ScoreNet(16).to("meta")
-    loss = toy.dsm_loss(model, torch.empty(8, 2, device="meta"), SIGMAS.to("meta"))
-    assert loss.device.type == "meta" and loss.shape == ()
-    x = torch.randn(64, 2, dtype=torch.float64)
-    assert toy.dsm_loss(LinearScore(-1.0, MU, S**2).double(), x, SIGMAS.double()).dtype == torch.float64
 
 
 def test_a_short_run_of_the_default_recipe_keeps_its_measured_quality():
@@ -348,8 +353,9 @@ def test_a_short_run_of_the_default_recipe_keeps_its_measured_quality():
     ref = toy.moons(4000).double()
     torch.manual_seed(0)
     data = toy.moons(20_000)
-    sigmas = toy.get_sigmas(torch.cdist(data[:1000], data[:1000]).max().item(), 0.01, 10)
-    model, _ = train(toy.ScoreNet(128, data.mean(0), data.std().item()), data, sigmas, steps=800)
+    sigma_1 = torch.cdist(data[:1000], data[:1000]).max().item()
+    sigmas = toy.get_sigmas(sigma_1, 0.01, 10)
+    model, _ = fit(toy.ScoreNet(128, data.mean(0), data.std().item()), data, sigma_1, 0.01, 10, steps=800)
     x, _ = toy.anneal_langevin(model, (2 * torch.rand(1000, 2) - 1) * data.abs().max(), sigmas, eps=5e-5, T=30)
     ratio = toy.energy_distance(x.double(), ref) / toy.energy_floor(ref, 1000)
     # Measured over seeds 0-2: 2.2x-5.6x the floor; with softplus units and raw inputs (the other

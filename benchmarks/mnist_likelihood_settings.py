@@ -1,7 +1,7 @@
 """Bits per dimension of trained U-Nets on test digits, median and worst over seeds, per ODE setting.
 
-    python benchmarks/mnist_likelihood.py --data-dir data/mnist                     # out/mnist_seeds/seed_*/
-    python benchmarks/mnist_likelihood.py --data-dir data/mnist --settings N=50 N=100 N=200 n-likelihood=300
+    python benchmarks/mnist_likelihood_settings.py --data-dir data/mnist              # out/mnist_seeds/seed_*/
+    python benchmarks/mnist_likelihood_settings.py --data-dir data/mnist --settings N=50 N=100 N=200
 
 For each checkpoint RUNS/seed_S/checkpoint.pt (written by benchmarks/mnist_seeds.py) and each setting,
 given as FLAG=VALUE,FLAG=VALUE (flags of mnist_likelihood.py, e.g. N=200,n-likelihood=300; an empty
@@ -32,7 +32,7 @@ def main():
     args = p.parse_args()
     runs = sorted(Path(args.runs).glob("seed_*/checkpoint.pt"), key=lambda c: int(c.parent.name[5:]))
     if not runs:
-        sys.exit(f"mnist_likelihood.py: error: no seed_*/checkpoint.pt in {args.runs}")
+        sys.exit(f"mnist_likelihood_settings.py: error: no seed_*/checkpoint.pt in {args.runs}")
     rows = {}
     for setting in args.settings:
         flags = [a for kv in setting.split(",") if kv for a in (f"--{kv.split('=')[0]}", kv.split("=")[1])]
@@ -44,7 +44,7 @@ def main():
             rc, _, lines = run_seed(cmd)
             found = [m for m in map(LINE.search, lines) if m]
             if rc or not found:
-                sys.exit(f"mnist_likelihood.py: error: {ckpt} failed ({lines[-1] if lines else rc})")
+                sys.exit(f"mnist_likelihood_settings.py: error: {ckpt} failed ({lines[-1] if lines else rc})")
             rows.setdefault(setting or "defaults", []).append([float(g) for g in found[0].groups()])
     print(f"\nbits/dim on test digits, runs {[c.parent.name for c in runs]} of {args.runs}")
     print(f"{'setting':24s} {'median':>7s} {'worst':>7s} {'largest SE':>10s} {'digits':>6s} {'s, median':>9s}  per run")
