@@ -45,6 +45,7 @@ def log_likelihood(score, x, sigmas, prior, probes=1):
     v = torch.randint(0, 2, (probes, *x.shape), device=x.device).to(x.dtype) * 2 - 1
 
     def slopes(x, sigma):
+        """dx/dσ and d log p/dσ at (x, σ)."""
         s, div = score_and_divergence(score, x, sigma, v)
         return -sigma * s, sigma * div
 

@@ -91,6 +91,8 @@ def load_mnist(data_dir, split="train", download=False, mirror=None):
             raise UserError(f"cannot write MNIST into {data_dir} ({e})") from None
     prefix = Path(data_dir) / ("train" if split == "train" else "t10k")
     images, labels = read_idx(f"{prefix}-images-idx3-ubyte.gz", 2051), read_idx(f"{prefix}-labels-idx1-ubyte.gz", 2049)
+    if images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise UserError(f"{prefix}: images {tuple(images.shape)} and labels {tuple(labels.shape)} disagree")
     return images[:, None].float() / 255, labels.long()
 
 
@@ -480,6 +482,7 @@ def bf16_native():
 def positive(kind, least=None):
     """An argparse type: a finite number of `kind` (int or float) above 0, or at least `least`."""
     def parse(text):
+        """The number in `text`, or argparse's one-line error."""
         value = kind(text)  # a ValueError becomes argparse's "invalid int value"
         if not (0 < value if least is None else least <= value) or value == math.inf:
             raise argparse.ArgumentTypeError(f"must be {f'at least {least}' if least else 'above 0'}, not {text}")

@@ -321,6 +321,7 @@ def log_likelihood(score, x, sigmas, prior):
     """log p_θ(x) at σ_L in nats by the probability-flow ODE (Song et al. 2021, App. D.2): along it d log p_σ/dσ
     = σ ∇·s_θ, so log p_θ(x) = log π(x(σ_1)) - ∫_{σ_L}^{σ_1} σ ∇·s_θ(x(σ), σ) dσ, by Heun's method from the data up."""
     def slopes(x, sigma):
+        """dx/dσ and d log p/dσ at (x, σ)."""
         s, div = score_and_divergence(score, x, sigma)
         return -sigma * s, sigma * div
 
@@ -480,6 +481,7 @@ LIKELIHOOD_N = 200  # σ's of the likelihood ODE (measured: docs/results.md)
 def positive(kind):
     """An argparse type: a finite number of `kind` (int or float) above 0."""
     def parse(text):
+        """The number in `text`, or argparse's one-line error."""
         value = kind(text)  # a ValueError becomes argparse's "invalid int value"
         if not 0 < value < math.inf:
             raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
