@@ -5,11 +5,10 @@ from σ_L to σ_1 (denoising score matching, eq. 5-6). Five samplers of the same
 down to the data (Song et al. 2021, arXiv:2011.13456): annealed Langevin dynamics (Algorithm 1, the
 default), the reverse-time VE SDE, the probability-flow ODE (deterministic, far fewer network
 evaluations), DDPM's ancestral sampler and DDIM, both written in NCSN's variables. The same ODE gives
-the model's exact log-likelihood in nats (--likelihood).
+the model's exact log-likelihood in nats: toy_likelihood.py.
 
     python toy_ncsn.py --dist heart                  # train, sample, plot into out/toy_heart/
     python toy_ncsn.py --dist mixture --sampler ode  # the paper's 1:4 mixture, sampled by the ODE
-    python toy_ncsn.py --dist heart --likelihood     # and KL(p || p_θ) in nats, density.png
     python toy_ncsn.py --dist moons --gif            # with an animation of the sampler
 
 Read top to bottom: data, model, loss, sampler, figures, main().
@@ -38,21 +37,12 @@ class UserError(Exception):
 
 
 # ----------------------------------------------------------------------------- data
-# Each distribution is one function: n -> (n, 2) float tensor. Three have a closed-form density.
-
-HEART_M = torch.tensor([[1.0, 0.5], [0.5, 1.0]])
-
+# Each distribution is one function: n -> (n, 2) float tensor.
 
 def heart(n):
-    """z ~ N(0, I), y = z M, x = (y1, sign(y1) y2): a filled heart."""
-    y = torch.randn(n, 2) @ HEART_M
+    """z ~ N(0, I), y = z M with M = [[1, ½], [½, 1]], x = (y1, sign(y1) y2): a filled heart."""
+    y = torch.randn(n, 2) @ torch.tensor([[1.0, 0.5], [0.5, 1.0]])
     return torch.stack([y[:, 0], y[:, 0].sign() * y[:, 1]], 1)
-
-
-def heart_log_prob(x):
-    """log p(x) of `heart`: x -> y = (x1, sign(x1) x2) is one-to-one with |det| = 1, y ~ N(0, MᵀM)."""
-    y = torch.stack([x[:, 0], x[:, 0].sign() * x[:, 1]], 1)
-    return torch.distributions.MultivariateNormal(torch.zeros(2), HEART_M.T @ HEART_M).log_prob(y)
 
 
 def split_normal(n):
@@ -61,25 +51,10 @@ def split_normal(n):
     return z + torch.stack([z[:, 0].sign(), torch.zeros(n)], 1)
 
 
-def split_normal_log_prob(x):
-    """log p(x) of `split_normal`: N(x1 - sign(x1)) N(x2) for |x1| > 1, zero density in the gap."""
-    z = x - torch.stack([x[:, 0].sign(), torch.zeros(len(x))], 1)
-    logp = -0.5 * (z**2).sum(1) - math.log(2 * math.pi)
-    return torch.where(x[:, 0].abs() > 1, logp, torch.full_like(logp, -math.inf))
-
-
 def mixture(n):
     """The paper's 1/5 N((-5,-5), I) + 4/5 N((5,5), I)."""
     sign = torch.where(torch.rand(n) < 0.8, 1.0, -1.0)
     return 5 * sign[:, None] + torch.randn(n, 2)
-
-
-def mixture_log_prob(x, sigma=0.0):
-    """log p_σ(x) of `mixture` blurred by N(0, σ²I) (σ a number or one per point): variances 1 + σ²."""
-    var = 1 + torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1) ** 2
-    mus, logw = torch.tensor([[-5.0, -5.0], [5.0, 5.0]]), torch.tensor([0.2, 0.8]).log()
-    sq = ((x[:, None, :] - mus) ** 2).sum(-1)  # (n, 2 components)
-    return torch.logsumexp(logw - sq / (2 * var) - torch.log(2 * math.pi * var), dim=1)
 
 
 def circle(n):
@@ -116,7 +91,6 @@ def eight_gaussians(n):
 
 DISTS = {"heart": heart, "split_normal": split_normal, "mixture": mixture, "circle": circle,
          "moons": moons, "spirals": spirals, "checkerboard": checkerboard, "8gaussians": eight_gaussians}
-LOG_PROBS = {"heart": heart_log_prob, "split_normal": split_normal_log_prob, "mixture": mixture_log_prob}
 
 
 # ----------------------------------------------------------------------------- model
@@ -195,8 +169,7 @@ def tweedie(score, x, sigma):
 
 
 def gaussian_prior(data, sigma_1):
-    """π = N(mean, σ_1² + var) per coordinate, the samplers' start: N(0, σ_1²I) assumes centred data and
-    skews the mixture's modes (measured: docs/results.md)."""
+    """π = N(mean, σ_1² + var) per coordinate, the samplers' start (N(0, σ_1²I) skews the mixture: docs/results.md)."""
     std = (sigma_1**2 + data.var(0)).sqrt()
     return torch.distributions.Independent(torch.distributions.Normal(data.mean(0), std), 1)
 
@@ -213,8 +186,7 @@ def langevin_variance_ratio(eps, T, gamma, sigma_L):
     """s_T²/σ_i², NCSNv2 eq. (4), data at one point: from γ²σ_i² (γ = σ_{i-1}/σ_i) each step scales the variance
     by (1 - c/2)², c = ε/σ_L², and adds α_i, towards the hot σ_i²/(1 - c/4)."""
     c = eps / sigma_L**2
-    hot = 1 / (1 - c / 4)
-    return (1 - c / 2) ** (2 * T) * (gamma**2 - hot) + hot
+    return (1 - c / 2) ** (2 * T) * (gamma**2 - 1 / (1 - c / 4)) + 1 / (1 - c / 4)
 
 
 def technique4_eps(T, gamma, sigma_L):
@@ -308,31 +280,6 @@ def ddim(score, x, sigmas, denoise=True):
     return (tweedie(score, x, levels[-1]) if denoise else x), trace
 
 
-def score_and_divergence(score, x, sigma):
-    """s_θ(x, σ) and its divergence ∇·s_θ = ∂s₁/∂x₁ + ∂s₂/∂x₂, exact: one backward pass per coordinate."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        s = score(x, sigma_like(x, sigma))
-        div = sum(torch.autograd.grad(s[:, i].sum(), x, retain_graph=i == 0)[0][:, i] for i in range(2))
-    return s.detach(), div.detach()
-
-
-def log_likelihood(score, x, sigmas, prior):
-    """log p_θ(x) at σ_L in nats by the probability-flow ODE (Song et al. 2021, App. D.2): along it d log p_σ/dσ
-    = σ ∇·s_θ, so log p_θ(x) = log π(x(σ_1)) - ∫_{σ_L}^{σ_1} σ ∇·s_θ(x(σ), σ) dσ, by Heun's method from the data up."""
-    def slopes(x, sigma):
-        """dx/dσ and d log p/dσ at (x, σ)."""
-        s, div = score_and_divergence(score, x, sigma)
-        return -sigma * s, sigma * div
-
-    levels, gain = sigmas.flip(0).tolist(), torch.zeros(len(x), device=x.device)  # σ_L up to σ_1
-    for sigma, sigma_next in zip(levels, levels[1:]):
-        h, (dx, dlog) = sigma_next - sigma, slopes(x, sigma)
-        dx_next, dlog_next = slopes(x + h * dx, sigma_next)
-        x, gain = x + h * (dx + dx_next) / 2, gain + h * (dlog + dlog_next) / 2
-    return prior.log_prob(x) - gain
-
-
 # ----------------------------------------------------------------------------- figures
 def mean_distance(a, b, chunk=1000):
     """Mean of ‖a_i - b_j‖ over all pairs, a few rows at a time (10,000² distances at once would not fit)."""
@@ -347,8 +294,7 @@ def energy_distance(a, b):
 def energy_floor(ref, n):
     """E[energy_distance] of n and m = len(ref) points of one distribution, 2δ - (1 - 1/n)δ - (1 - 1/m)δ with
     δ = E‖X - X'‖ from `ref`'s distinct pairs: a ratio of 1x is as close as real data."""
-    m = len(ref)
-    return mean_distance(ref, ref) * m / (m - 1) * (1 / n + 1 / m)
+    return mean_distance(ref, ref) * len(ref) / (len(ref) - 1) * (1 / n + 1 / len(ref))
 
 
 def smoothed_data(x, data, sigma):
@@ -391,11 +337,8 @@ def plot_score_field(ax, model, sigma, data, lim):
 
 
 def fig_samples(path, dist, data, samples, lim, sampler):
-    """Generated (red) over real points (blue), on the closed-form density where there is one."""
+    """Generated (red) over real points (blue)."""
     fig, ax = plt.subplots(figsize=(5, 5))
-    if dist in LOG_PROBS:
-        p = LOG_PROBS[dist](grid(lim, 200)).exp().reshape(200, 200).numpy()
-        ax.imshow(p, extent=(-lim, lim, -lim, lim), origin="lower", cmap="Greys", alpha=0.5)
     frame(ax, lim, f"{dist}: {sampler} samples (red) over real points (blue)", data, samples)
     save(fig, path)
 
@@ -436,27 +379,6 @@ def fig_score_error(path, model, data, sigma, lim):
     save(fig, path)
 
 
-def fig_density(path, dist, log_p, data, lim):
-    """The learned log-density on a grid next to the closed-form one, else the log of a histogram of the data."""
-    n = math.isqrt(len(log_p))
-    if dist in LOG_PROBS:
-        truth, title = LOG_PROBS[dist](grid(lim, n)).reshape(n, n), "closed-form log p"
-    else:  # histogramdd counts on [x1 bin, x2 bin]; the images are [x2, x1]
-        hist = torch.histogramdd(data, bins=n, range=[-lim, lim, -lim, lim], density=True).hist
-        truth, title = hist.T.log(), f"log histogram of {len(data):,} training points"
-    images = [log_p.reshape(n, n), truth]
-    vmax = max(img[img.isfinite()].max().item() for img in images)
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.6), layout="constrained")  # room for the shared colour bar
-    for ax, img, name in zip(axes, images, ["learned log p_θ (probability-flow ODE)", title]):
-        im = ax.imshow(img.clamp_min(vmax - 10).numpy(), extent=(-lim, lim, -lim, lim), origin="lower",
-                       cmap="viridis", vmin=vmax - 10, vmax=vmax)
-        frame(ax, lim, name)
-    fig.colorbar(im, ax=axes, label="log density (nats), clipped 10 below the peak", shrink=0.9)
-    fig.suptitle(f"{dist}: the model's density, exact by the probability-flow ODE, next to the data's")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 def fig_gif(path, dist, trace, levels, data, lim, sampler):
     """An animation of the sampler, one frame per trace entry (at most 60), the start first."""
     from matplotlib.animation import FuncAnimation, PillowWriter
@@ -475,7 +397,6 @@ def fig_gif(path, dist, trace, levels, data, lim, sampler):
 # what filled and thin ones want (measured: docs/results.md; Technique 4 gives ~1.2e-5 here).
 ALD_L, ALD_T, EPS = 200, 5, 2e-5
 SAMPLER_N = {"sde": 1000, "ode": 50, "ddpm": 1000, "ddim": 100}  # default σ's for --N (measured: docs/results.md)
-LIKELIHOOD_N = 200  # σ's of the likelihood ODE (measured: docs/results.md)
 
 
 def positive(kind):
@@ -492,8 +413,8 @@ def positive(kind):
 
 def parse_args(argv=None):
     """Command-line flags; bad values end in a one-line error."""
-    p = argparse.ArgumentParser(description="Train a 2D NCSN with denoising score matching, then sample it by "
-                                "annealed Langevin dynamics, the reverse SDE, the probability-flow ODE, DDPM or DDIM.")
+    p = argparse.ArgumentParser(description="Train a 2D NCSN by denoising score matching, then sample it by annealed "
+                                "Langevin dynamics, the reverse SDE, the probability-flow ODE, DDPM or DDIM.")
     arg, pos_int, pos_float = p.add_argument, positive(int), positive(float)
     arg("--dist", default="heart", choices=list(DISTS), help="toy distribution (default: heart)")
     arg("--steps", type=pos_int, default=4000, help="training steps (default: 4000)")
@@ -509,8 +430,6 @@ def parse_args(argv=None):
         + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
     arg("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ(x, σ_L)")
     arg("--n-samples", type=pos_int, default=2000, help="samples to generate (default: 2000)")
-    arg("--likelihood", action="store_true", help=f"also the log-likelihood of {N_REF:,} real points by the "
-        "probability-flow ODE, KL(p || p_θ) where p has a closed form, and density.png")
     arg("--gif", action="store_true", help="also write sampler.gif, an animation of the sampler")
     arg("--seed", type=int, default=0, help="random seed; same seed on CPU, same samples (default: 0)")
     arg("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present (default: auto)")
@@ -520,8 +439,6 @@ def parse_args(argv=None):
     args.N = args.N or SAMPLER_N.get(args.sampler, 0)
     if args.T < (args.sampler == "ald"):
         p.error(f"--T must be at least {int(args.sampler == 'ald')} for --sampler {args.sampler}, got {args.T}")
-    if args.sigma_1 is not None and args.sigma_1 <= args.sigma_L:
-        p.error(f"--sigma-1 ({args.sigma_1}) must be larger than --sigma-L ({args.sigma_L})")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but no CUDA device is available")
     return args
@@ -531,11 +448,9 @@ def sample(args, model, sigma_1, data):
     """Run the chosen sampler from `gaussian_prior`: (samples, trace, the σ of each trace entry, evaluations)."""
     x0, ald = gaussian_prior(data, sigma_1).sample((args.n_samples,)), args.sampler == "ald"
     sigmas, denoise = get_sigmas(sigma_1, args.sigma_L, args.L if ald else args.N), not args.no_denoise
-    if args.sampler in ["ald", "sde"]:
-        x, trace = (anneal_langevin if ald else reverse_sde)(model, x0, sigmas, args.eps, args.T, denoise)
-    else:
-        x, trace = {"ode": probability_flow_ode, "ddpm": ddpm, "ddim": ddim}[args.sampler](model, x0, sigmas,
-                                                                                         denoise=denoise)
+    sampler = {"ald": anneal_langevin, "sde": reverse_sde, "ode": probability_flow_ode, "ddpm": ddpm, "ddim": ddim}
+    langevin_args = (args.eps, args.T) if args.sampler in ["ald", "sde"] else ()  # ε and T: Langevin's only
+    x, trace = sampler[args.sampler](model, x0, sigmas, *langevin_args, denoise=denoise)
     if ald:  # ALD's trace starts at σ_1, then one entry per level
         return x, trace, sigmas[:1].tolist() + sigmas.tolist(), args.L * args.T + denoise
     per_step = {"sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)  # Heun's ODE step: two evaluations
@@ -543,7 +458,7 @@ def sample(args, model, sigma_1, data):
 
 
 def report(args, model, data, sigma_1, samples, trace, levels, out):
-    """The energy distance to real points against its floor, the likelihood if asked, every figure."""
+    """The energy distance to real points against its floor, every figure."""
     with torch.random.fork_rng():  # one fixed set of real points, as in benchmarks/toy_quality.py
         torch.manual_seed(12345)
         ref = DISTS[args.dist](N_REF)
@@ -551,20 +466,7 @@ def report(args, model, data, sigma_1, samples, trace, levels, out):
     print(f"energy distance to {N_REF:,} real points: {ed:.5f}, {ed / floor:.2f}x the floor of real data ({floor:.5f})")
     if args.dist == "mixture":
         print(f"share of samples in the (5,5) mode: {(samples.sum(1) > 0).float().mean().item():.3f} (true 0.800)")
-    lim, path, device = 1.15 * data.abs().quantile(0.999).item(), lambda name: os.path.join(out, name), data.device
-    if args.likelihood:
-        t0, prior = time.time(), gaussian_prior(data, sigma_1)
-        sigmas = get_sigmas(sigma_1, args.sigma_L, LIKELIHOOD_N).to(device)
-        nll = -log_likelihood(model, ref.to(device), sigmas, prior).cpu()
-        print(f"negative log-likelihood of {N_REF:,} real points: {nll.mean():.4f} nats per point "
-              f"({LIKELIHOOD_N} σ's of the probability-flow ODE, {time.time() - t0:.1f} s)")
-        if args.dist in LOG_PROBS:
-            log_p = LOG_PROBS[args.dist](ref)
-            gap = nll + log_p  # log p - log p_θ, point by point: its mean estimates the KL, its spread the error
-            print(f"entropy of p (mean -log p): {-log_p.mean():.4f} nats | KL(p || p_θ) = {gap.mean():.4f} "
-                  f"± {gap.std() / math.sqrt(len(gap)):.4f} nats (± one standard error)")
-        log_p_grid = log_likelihood(model, grid(lim, 64).to(device), sigmas, prior).cpu()
-        fig_density(path("density.png"), args.dist, log_p_grid, data.cpu(), lim)
+    lim, path = 1.15 * data.abs().quantile(0.999).item(), lambda name: os.path.join(out, name)
     data, model = data[:2000].cpu().numpy(), model.cpu()
     fig_samples(path("samples.png"), args.dist, data, samples.numpy(), lim, args.sampler)
     fig_levels(path("levels.png"), args.dist, trace, levels, data, lim, args.sampler)
@@ -584,8 +486,8 @@ def run(args):
     os.makedirs(out, exist_ok=True)
     data = DISTS[args.dist](N_DATA).to(device)
     sigma_1 = args.sigma_1 = args.sigma_1 or torch.cdist(data[:2000], data[:2000]).max().item()
-    if sigma_1 <= args.sigma_L:
-        raise UserError(f"σ_1 = {sigma_1:.3g} from the data is not above --sigma-L {args.sigma_L}")
+    if sigma_1 <= args.sigma_L:  # --sigma-1, or the data's diameter
+        raise UserError(f"σ_1 = {sigma_1:.3g} must be larger than --sigma-L ({args.sigma_L})")
     model = ScoreNet(HIDDEN, data.mean(0), data.std().item()).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)  # one kernel for all tensors: ~10% faster

@@ -2,14 +2,14 @@
 
     python benchmarks/toy_quality.py                       # every distribution, seeds 0 1 2
     python benchmarks/toy_quality.py --figure docs/toy_all.png   # and the eight distributions in one figure
-    python benchmarks/toy_quality.py --dists heart split_normal mixture -- --likelihood   # and KL(p || p_θ)
+    python benchmarks/toy_quality.py --dists heart split_normal mixture --likelihood   # and KL(p || p_θ)
     python benchmarks/toy_quality.py --dists heart moons --seeds 0 1 2 3 4 -- --sampler ode
 
 Each run is `python toy_ncsn.py --dist D --seed S` (plus any flags after `--`) as a user would start
 it; its samples.npy is compared with 10,000 fresh real points by the energy distance, divided by the
 noise floor: the expected distance between two real sets of the same sizes (1x = indistinguishable).
 For the mixture, the share of samples in the (5,5) mode (true 0.800) is reported too, and with
-`-- --likelihood` the KL(p || p_θ) in nats that each run prints for the distributions with a closed form.
+--likelihood the KL(p || p_θ) in nats that `python toy_likelihood.py` prints for each run's model.
 
 The ratio is noisy even for perfect samples, so each row also gives the ratio of 20 fresh real sets
 of 2000 points, measured the same way: its median and 90th percentile are what chance alone gives.
@@ -38,6 +38,7 @@ p.add_argument("--dists", nargs="+", default=list(toy_ncsn.DISTS), choices=list(
                help="distributions to run (default: all)")
 p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds per distribution (default: 0 1 2)")
 p.add_argument("--n-ref", type=int, default=10_000, help="fresh real points to compare with (default: 10000)")
+p.add_argument("--likelihood", action="store_true", help="also run toy_likelihood.py on each model: KL(p || p_θ)")
 p.add_argument("--figure", help="also draw the first seed's samples of every distribution over real points here")
 args, extra = p.parse_known_args()
 extra = [a for a in extra if a != "--"]
@@ -68,8 +69,11 @@ with tempfile.TemporaryDirectory() as tmp:
             first = x if first is None else first
             ratios.append(toy_ncsn.energy_distance(x, ref) / toy_ncsn.energy_floor(ref, len(x)))
             shares.append((x.sum(1) > 0).double().mean().item())
-            if "KL(p || p_θ) = " in r.stdout:  # printed by --likelihood
-                kls.append(float(r.stdout.split("KL(p || p_θ) = ")[1].split()[0]))
+            if args.likelihood:
+                r = subprocess.run([sys.executable, str(ROOT / "toy_likelihood.py"), "--dist", dist, "--model",
+                                    f"{tmp}/{dist}/model.pt"], capture_output=True, text=True)
+                if "KL(p || p_θ) = " in r.stdout:  # printed for the distributions with a closed form
+                    kls.append(float(r.stdout.split("KL(p || p_θ) = ")[1].split()[0]))
         else:
             share = (f"  (5,5) share median {statistics.median(shares):.3f}, furthest from 0.8 "
                      f"{max(shares, key=lambda s: abs(s - 0.8)):.3f}") if dist == "mixture" else ""

@@ -1,4 +1,4 @@
-"""Tests of toy_ncsn.py against closed-form answers on Gaussians and the paper's mixture."""
+"""Tests of toy_ncsn.py and toy_likelihood.py against closed-form answers on Gaussians and the paper's mixture."""
 import argparse
 import copy
 import math
@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import toy_likelihood as lik
 import toy_ncsn as toy
 from conftest import ROOT
 
@@ -128,7 +129,7 @@ def test_technique4_eps_gives_ncsnv2s_published_step_sizes():
 def test_anneal_langevin_on_the_mixture_gets_the_mode_weights():
     """toy_ncsn.py's defaults (L = 200 levels of T = 5 steps, ε = 2e-5, from the Gaussian prior), exact scores."""
     torch.manual_seed(0)
-    score = autograd_score(toy.mixture_log_prob)
+    score = autograd_score(lik.mixture_log_prob)
     sigmas = toy.get_sigmas(20.0, 0.01, toy.ALD_L)
     x0 = 3.0 + math.sqrt(17.0 + 400.0) * torch.randn(4000, 2)  # p_σ1's own mean and variance, as the prior
     x, trace = toy.anneal_langevin(score, x0, sigmas, eps=toy.EPS, T=toy.ALD_T, denoise=False)
@@ -146,7 +147,7 @@ def test_anneal_langevin_on_the_mixture_gets_the_mode_weights():
 
 def test_mixture_score_at_large_sigma_is_that_of_one_wide_gaussian():
     x = torch.randn(100, 2) * 10
-    s = autograd_score(toy.mixture_log_prob)(x, torch.full((100,), 1e3))
+    s = autograd_score(lik.mixture_log_prob)(x, torch.full((100,), 1e3))
     assert torch.allclose(s, -(x - 3.0) / (1 + 1e6), rtol=1e-3, atol=1e-9)  # mean 0.2(-5) + 0.8(5) = 3
 
 
@@ -186,13 +187,13 @@ def test_each_distribution_gives_n_finite_points(name):
     assert torch.isfinite(x).all() and x.std(0).min() > 0.1 and x.abs().max() < 12
 
 
-@pytest.mark.parametrize("name", list(toy.LOG_PROBS))
+@pytest.mark.parametrize("name", list(lik.LOG_PROBS))
 def test_closed_form_densities_integrate_to_one_and_match_the_samples(name):
     torch.manual_seed(0)
     g = torch.linspace(-10, 10, 801)[:-1] + 0.0125  # cell centres, none on split_normal's edges
     xx, yy = torch.meshgrid(g, g, indexing="xy")
     pts = torch.stack([xx.flatten(), yy.flatten()], 1)
-    p = toy.LOG_PROBS[name](pts).exp().reshape(800, 800)
+    p = lik.LOG_PROBS[name](pts).exp().reshape(800, 800)
     cell = 0.025**2
     assert (p.sum() * cell).item() == pytest.approx(1.0, abs=0.01)
     x = toy.DISTS[name](200_000)
@@ -226,8 +227,9 @@ TINY = ["--steps", "40", "--n-samples", "200", "--T", "5"]
 def tiny(monkeypatch):
     """The module's sizes made tiny: 2000 training points, 16 hidden units, 1000 real points, 20 likelihood σ's,
     ALD's default of 10 levels (11 gif frames)."""
-    for name, value in [("N_DATA", 2000), ("HIDDEN", 16), ("N_REF", 1000), ("LIKELIHOOD_N", 20), ("ALD_L", 10)]:
+    for name, value in [("N_DATA", 2000), ("HIDDEN", 16), ("N_REF", 1000), ("ALD_L", 10)]:
         monkeypatch.setattr(toy, name, value)
+    monkeypatch.setattr(lik, "LIKELIHOOD_N", 20)
 
 
 @pytest.fixture
@@ -238,15 +240,16 @@ def undrawn(monkeypatch):
 
 def test_cli_writes_every_output(tmp_path, tiny, capsys):
     out = tmp_path / "run"
-    toy.main(["--dist", "mixture", "--out", str(out), "--gif", "--likelihood", *TINY])
+    toy.main(["--dist", "mixture", "--out", str(out), "--gif", *TINY])
     stdout = capsys.readouterr().out
+    lik.main(["--dist", "mixture", "--model", str(out / "model.pt")])
     for name in ["model.pt", "samples.npy", "samples.png", "levels.png", "score_sigmas.png", "score_error.png",
                  "sampler.gif", "density.png"]:
         assert (out / name).stat().st_size > 100, name
     samples = np.load(out / "samples.npy")
     assert samples.shape == (200, 2) and samples.dtype == np.float32 and np.isfinite(samples).all()
     assert "step 40/40" in stdout and "energy distance" in stdout and "(5,5) mode" in stdout
-    kl = float(stdout.split("KL(p || p_θ) = ")[1].split()[0])
+    kl = float(capsys.readouterr().out.split("KL(p || p_θ) = ")[1].split()[0])
     assert 0 < kl < 10  # an untrained mixture model: measured 2.2 nats
     ckpt = torch.load(out / "model.pt")
     assert len(ckpt["sigmas"]) == toy.ALD_L and ckpt["args"]["dist"] == "mixture"
@@ -259,8 +262,8 @@ def test_cli_writes_every_output(tmp_path, tiny, capsys):
 def test_cli_rejects_bad_input_in_one_line(bad, capsys):
     with pytest.raises(SystemExit) as e:
         toy.main(bad)
-    assert e.value.code != 0
-    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code != 0  # argparse prints its error; main's one-line exit carries it in the SystemExit
+    err = capsys.readouterr().err.strip().splitlines() or [str(e.value.code)]
     assert not err[-1].startswith("usage: ") and "error:" in err[-1]
 
 
@@ -270,6 +273,17 @@ def test_every_sampler_runs_from_the_command_line(sampler, tmp_path, tiny, undra
     evals = {"sde": 20, "ode": 39, "ddpm": 20, "ddim": 20}[sampler]  # N - 1 steps, Heun's two evaluations each
     assert f"with {sampler}: {evals} network evaluations" in capsys.readouterr().out
     assert np.isfinite(np.load(tmp_path / "samples.npy")).all()
+
+
+def test_likelihood_refuses_a_missing_or_mismatched_model_in_one_line(tmp_path, tiny, undrawn, capsys):
+    toy.main(["--dist", "moons", "--out", str(tmp_path), *TINY[:2], "--T", "1"])
+    for argv, message in [(["--dist", "heart", "--model", str(tmp_path / "none.pt")], "none.pt: run `python toy_ncsn.py"),
+                          (["--dist", "heart", "--model", str(tmp_path / "model.pt")], "trained on moons, not"),
+                          (["--dist", "moons", "--model", str(tmp_path / "model.pt"), "--N", "1"], "at least 2")]:
+        with pytest.raises(SystemExit) as e:
+            lik.main(argv)
+        err = capsys.readouterr().err.strip().splitlines() or [str(e.value.code)]
+        assert e.value.code != 0 and message in err[-1] and not any("Traceback" in line for line in err), err
 
 
 def test_cli_unknown_distribution_exits_cleanly_from_the_shell():
@@ -338,7 +352,7 @@ def test_reverse_sde_with_exact_scores_gets_the_mixture_weights():
     # Start from p_σ1's own mean and variance: per coordinate 3 and 1 + 0.2·0.8·10² + 20²; from N(0, 20²I),
     # 0.2 standard deviations off along the diagonal, the share came out 0.767.
     x0 = 3.0 + math.sqrt(17.0 + 400.0) * torch.randn(4000, 2)
-    x, _ = toy.reverse_sde(autograd_score(toy.mixture_log_prob), x0, sigmas)
+    x, _ = toy.reverse_sde(autograd_score(lik.mixture_log_prob), x0, sigmas)
     assert (x.sum(1) > 0).float().mean().item() == pytest.approx(0.80, abs=0.03)
 
 
@@ -373,7 +387,7 @@ def test_log_likelihood_of_a_gaussian_is_its_closed_form():
     mu, s2 = torch.tensor([1.0, -2.0]), 0.49
     x = mu + math.sqrt(s2) * torch.randn(2000, 2)
     sigmas = toy.get_sigmas(10.0, 0.01, 200)
-    error = toy.log_likelihood(gaussian_score(mu, s2), x, sigmas, gaussian_prior(mu, s2 + 100.0)) \
+    error = lik.log_likelihood(gaussian_score(mu, s2), x, sigmas, gaussian_prior(mu, s2 + 100.0)) \
         - gaussian_prior(mu, s2 + 0.01**2).log_prob(x)
     # Heun's error falls as 1/N²: measured mean 3.1e-3 and 7.6e-4 nats at 100 and 200 σ's; max 2.6e-3-3.3e-3
     # over seeds 0-2 at 200.
@@ -387,7 +401,7 @@ def test_log_likelihood_of_the_mixture_is_its_closed_form():
     def score(x, sigma):  # create_graph: the likelihood takes the divergence of this score
         with torch.enable_grad():
             x = x if x.requires_grad else x.detach().requires_grad_(True)
-            return torch.autograd.grad(toy.mixture_log_prob(x, sigma).sum(), x, create_graph=True)[0]
+            return torch.autograd.grad(lik.mixture_log_prob(x, sigma).sum(), x, create_graph=True)[0]
 
     # The mixture blurred to σ_1 is the exact prior: any error is the ODE's.
     var = 1 + 30.0**2
@@ -396,8 +410,8 @@ def test_log_likelihood_of_the_mixture_is_its_closed_form():
         torch.distributions.Independent(torch.distributions.Normal(torch.tensor([[-5.0, -5.0], [5.0, 5.0]]),
                                                                    math.sqrt(var) * torch.ones(2, 2)), 1))
     x = toy.mixture(2000)
-    log_p = toy.log_likelihood(score, x, sigmas, prior)
-    error = log_p - toy.mixture_log_prob(x, 0.01)
+    log_p = lik.log_likelihood(score, x, sigmas, prior)
+    error = log_p - lik.mixture_log_prob(x, 0.01)
     assert error.abs().mean() < 2.5e-3 and error.abs().max() < 0.013  # measured 1.2e-3 and 6.7e-3, seeds 0-1
 
 
@@ -405,7 +419,7 @@ def test_divergence_agrees_with_finite_differences():
     torch.manual_seed(0)
     model = toy.ScoreNet(32, (0.5, -0.5), 2.0).double()
     x, h = torch.randn(100, 2, dtype=torch.float64), 1e-5
-    s, div = toy.score_and_divergence(model, x, 0.3)
+    s, div = lik.score_and_divergence(model, x, 0.3)
     sigma = torch.full((100,), 0.3, dtype=torch.float64)
     with torch.no_grad():
         fd = sum((model(x + h * e, sigma)[:, i] - model(x - h * e, sigma)[:, i]) / (2 * h)
