@@ -126,15 +126,15 @@ def run(args):
         raise toy.UserError(f"{args.model} was trained on {run_args['dist']}, not --dist {args.dist}")
     torch.manual_seed(run_args["seed"])  # toy_ncsn.py's first draw after seeding: its training set
     data = toy.DISTS[args.dist](toy.N_DATA).to(device)
-    model = toy.ScoreNet(toy.HIDDEN).to(device).requires_grad_(False)
+    model = toy.ScoreNet(len(ckpt["model"]["net.0.bias"])).to(device).requires_grad_(False)  # its width
     model.load_state_dict(ckpt["model"])
     if not torch.allclose(model.mean, data.mean(0)):  # the network stores its training set's mean
         raise toy.UserError(f"the training set of {args.model} cannot be redrawn from seed {run_args['seed']}")
     sigma_1, sigma_L = run_args["sigma_1"], run_args["sigma_L"]
     torch.manual_seed(12345)  # the real points toy_ncsn.py measures its samples against
     ref = toy.DISTS[args.dist](toy.N_REF)
-    t0, prior, sigmas = time.time(), toy.gaussian_prior(data, sigma_1), toy.get_sigmas(sigma_1, sigma_L, args.N)
-    nll = -log_likelihood(model, ref.to(device), sigmas.to(device), prior).cpu()
+    t0, prior, sigmas = time.time(), toy.gaussian_prior(data, sigma_1), toy.get_sigmas(sigma_1, sigma_L, args.N).to(device)
+    nll = -log_likelihood(model, ref.to(device), sigmas, prior).cpu()
     print(f"negative log-likelihood of {toy.N_REF:,} real points: {nll.mean():.4f} nats per point "
           f"({args.N} σ's of the probability-flow ODE, {time.time() - t0:.1f} s)")
     if args.dist in LOG_PROBS:
@@ -143,7 +143,7 @@ def run(args):
         print(f"entropy of p (mean -log p): {-log_p.mean():.4f} nats | KL(p || p_θ) = {gap.mean():.4f} "
               f"± {gap.std() / math.sqrt(len(gap)):.4f} nats (± one standard error)")
     lim = 1.15 * data.abs().quantile(0.999).item()
-    log_p_grid = log_likelihood(model, toy.grid(lim, 64).to(device), sigmas.to(device), prior).cpu()
+    log_p_grid = log_likelihood(model, toy.grid(lim, 64).to(device), sigmas, prior).cpu()
     os.makedirs(out, exist_ok=True)
     fig_density(os.path.join(out, "density.png"), args.dist, log_p_grid, data.cpu(), lim)
     print(f"wrote {os.path.join(out, 'density.png')}")
