@@ -1,15 +1,13 @@
 """NCSN (Song & Ermon 2019, arXiv:1907.05600) on MNIST: a small U-Net s_θ(x, σ) learns the score of noisy digits by
 denoising score matching (eq. (5)-(6)) as EDM trains (Karras et al. 2022, arXiv:2206.00364); annealed Langevin
 dynamics (Algorithm 1), the reverse SDE, the probability-flow ODE, DDPM and DDIM (Song et al. 2021) sample it, as in
-toy_ncsn.py, and Algorithm 2 fills in hidden parts of digits. Bits per dimension: mnist_likelihood.py.
+toy_ncsn.py. Inpainting (Algorithm 2): mnist_inpaint.py; bits per dimension: mnist_likelihood.py.
 
     python mnist_ncsn.py                        # without CUDA 10 min of training on the CPU, else full
     python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 64)
     python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt --sampler ald
-    python mnist_ncsn.py --inpaint right --ckpt out/mnist/checkpoint.pt
 
-Outputs in --out (default out/mnist/): samples.png, samples.npy, levels.png, loss.png, checkpoint.pt;
-with --inpaint: inpaint.png, inpaint.npz. MNIST is read from --data-dir, downloaded there when missing.
+Outputs in --out (default out/mnist/): samples.png/.npy, levels.png, loss.png, checkpoint.pt; MNIST from --data-dir.
 """
 import argparse
 import copy
@@ -38,7 +36,6 @@ FILES = {"t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",  # nam
          "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
          "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
          "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432"}
-MASKS = ["right", "bottom", "left", "top", "center"]  # the region --inpaint hides
 
 
 class UserError(Exception):
@@ -69,8 +66,7 @@ def download_mnist(data_dir, mirrors=MIRRORS, check_md5=True):
 def read_idx(path, magic):
     """Read a gzipped IDX file (magic 2051: images, 2049: labels) into a uint8 tensor."""
     try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
+        raw = gzip.decompress(Path(path).read_bytes())
     except (OSError, EOFError) as e:
         raise UserError(f"{path}: not a readable gzip file ({e})") from None
     if (found := int.from_bytes(raw[:4], "big")) != magic:
@@ -94,14 +90,6 @@ def load_mnist(data_dir, split="train", download=False, mirror=None):
     if images.shape[1:] != (28, 28) or len(images) != len(labels):
         raise UserError(f"{prefix}: images {tuple(images.shape)} and labels {tuple(labels.shape)} disagree")
     return images[:, None].float() / 255, labels.long()
-
-
-def make_mask(region, size=28):
-    """Known-pixel mask m of Algorithm 2, (1, 1, size, size) bool: False on the hidden region."""
-    mask, h, q, all_ = torch.ones(1, 1, size, size, dtype=torch.bool), size // 2, size // 4, slice(None)
-    mask[0, 0][{"right": (all_, slice(h, None)), "left": (all_, slice(None, h)), "bottom": (slice(h, None), all_),
-                "top": (slice(None, h), all_), "center": (slice(q, size - q), slice(q, size - q))}[region]] = False
-    return mask
 
 
 # ----------------------------------------------------------------------------- model
@@ -170,6 +158,7 @@ def precondition(sigma, sigma_data):
 
 P_MEAN, P_STD = -1.2, 1.2  # ln σ of training ~ N(P_MEAN, P_STD²): EDM's values (measured: docs/results.md)
 WARMUP_IMAGES = 10_000  # the learning rate rises linearly over the first images (EDM: 10M of 200M)
+EMA_HALFLIFE = 0.05  # the EMA's half-life, a share of the steps so far: it never holds the random init
 
 
 def get_sigmas(sigma_1, sigma_L, L):
@@ -221,8 +210,7 @@ def train(model, ema, opt, data, args, state, ckpt_path):
             loss.backward()
             opt.step()
             state["step"] += 1
-            # The average's half-life is a share of the steps so far: it never holds the random init.
-            torch._foreach_lerp_(ema_params, params, 1 - 0.5 ** (1 / (args.ema_halflife * state["step"])))
+            torch._foreach_lerp_(ema_params, params, 1 - 0.5 ** (1 / (EMA_HALFLIFE * state["step"])))
             total, n = total + loss.detach(), n + 1  # no .item() here: it would wait for the GPU every step
             state["seconds"] = seconds0 + time.time() - t0
             first = first or (state["step"], time.time())  # rates count from the end of the first step (compiles)
@@ -237,17 +225,12 @@ def train(model, ema, opt, data, args, state, ckpt_path):
             raise UserError(f"loss is {mean} in epoch {state['epoch']}; stopped, {ckpt_path} keeps the "
                             f"last good epoch (try a lower --lr)")
         state["losses"].append(mean)
-        save_checkpoint(ckpt_path, model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                        recipe="edm", args=vars(args), **state)
+        tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")  # saved whole, then renamed: never a half-written file
+        torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), recipe="edm",
+                        args=vars(args), **state), tmp)
+        os.replace(tmp, ckpt_path)
         print(f"epoch {state['epoch']:>3}{'' if budget else f'/{args.epochs}'} | loss {mean:.4f} | "
               f"{state['seconds']:.0f} s", flush=True)
-
-
-def save_checkpoint(path, **state):
-    """torch.save to a temp file, then rename: a crash never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path, model=None, ema=None, opt=None):
@@ -265,10 +248,8 @@ def load_checkpoint(path, model=None, ema=None, opt=None):
     if ckpt["args"]["width"] != model.width:
         raise UserError(f"{path}: made with --width {ckpt['args']['width']}, this run uses --width {model.width}")
     try:
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        if opt is not None:
-            opt.load_state_dict(ckpt["opt"])
+        for part, key in [(model, "model"), (ema, "ema")] + [(opt, "opt")] * (opt is not None):
+            part.load_state_dict(ckpt[key])
     except (KeyError, RuntimeError, ValueError) as e:  # e.g. saved by another version of UNet
         raise UserError(f"{path}: does not fit this model ({' '.join(str(e).split())[:200]})") from None
     return ckpt
@@ -294,13 +275,10 @@ def gaussian_prior(data, sigma_1):
 
 
 @torch.no_grad()
-def langevin(score, x, sigma, alpha, T, keep=None):
-    """Langevin dynamics at one noise level: T steps x <- x + (α/2) s_θ(x, σ) + √α z; keep = (m, y): after every
-    step the pixels where the mask m is True are reset to y (Algorithm 2, line 9)."""
+def langevin(score, x, sigma, alpha, T):
+    """Langevin dynamics at one noise level: T steps x <- x + (α/2) s_θ(x, σ) + √α z."""
     for _ in range(T):
         x = x + alpha / 2 * score(x, sigma_like(x, sigma)) + math.sqrt(alpha) * torch.randn_like(x)
-        if keep is not None:
-            x = torch.where(keep[0], keep[1], x)
     return x
 
 
@@ -313,19 +291,6 @@ def anneal_langevin(score, x, sigmas, eps, T, denoise=True):
         x = langevin(score, x, sigma, eps * sigma**2 / sigma_L**2, T)
         trace.append(x)
     return (tweedie(score, x, sigma_L) if denoise else x), trace
-
-
-@torch.no_grad()
-def anneal_langevin_inpaint(score, x, y, mask, sigmas, eps, T, denoise=True):
-    """Inpainting, Algorithm 2: the known pixels (mask True) are held at y + σ_i z (z drawn once per level), a
-    sample of the data at level i; the hidden ones take Algorithm 1's steps and so sample p_σ_i(hidden | known)."""
-    trace, sigma_L = [x], sigmas[-1].item()
-    for sigma in sigmas.tolist():
-        y_sigma = y + sigma * torch.randn_like(y)  # the known pixels, as noisy as this level's data
-        x = torch.where(mask, y_sigma, x)
-        x = langevin(score, x, sigma, eps * sigma**2 / sigma_L**2, T, keep=(mask, y_sigma))
-        trace.append(x)
-    return torch.where(mask, y, tweedie(score, x, sigma_L) if denoise else x), trace
 
 
 @torch.no_grad()
@@ -393,8 +358,7 @@ def ddim(score, x, sigmas, denoise=True):
 
 
 def with_progress(score, total, every=15.0):
-    """Wrap a score network so that sampling prints its σ, img/s and time left every `every` seconds:
-    counting calls (`total` in all) says where it is, so the samplers one pastes into notes stay clean."""
+    """Wrap a score network to print σ, img/s and time left every `every` s of `total` calls: samplers stay clean."""
     calls, t0, t_print = 0, time.time(), time.time()
 
     def wrapped(x, sigma):
@@ -418,8 +382,7 @@ def save(fig, path):
 
 
 def fig_grid(images, ncols, path, title, xlabels=None, xlabel=None, size=0.55):
-    """Write images (n, 28, 28) in [0, 1] as one tiled figure, row-major, 2-pixel gaps between
-    tiles, a label under each column when given."""
+    """Write images (n, 28, 28) in [0, 1] as one tiled figure, row-major, a label under each column when given."""
     rows = math.ceil(len(images) / ncols)
     mosaic = np.full((rows * 30 + 2, ncols * 30 + 2), 0.5, dtype=np.float32)
     for k, img in enumerate(images.clamp(0, 1).float().cpu().numpy()):
@@ -444,15 +407,6 @@ def fig_samples(x, trace, levels, out, title, sampler):
              "there); one sample per row")
 
 
-def fig_inpaint(originals, mask, completions, region, path):
-    """One row per digit: occluded input (hidden part dark grey) | completions | original."""
-    occluded = torch.where(mask[0], originals, torch.tensor(0.3))  # gaps between tiles are 0.5
-    rows = torch.cat([occluded[:, None], completions, originals[:, None]], 1)  # (n, k + 2, 28, 28)
-    k = rows.shape[1] - 2
-    fig_grid(rows.flatten(0, 1), k + 2, path, f"Inpainting, Algorithm 2: {region} part hidden, completions 1..{k}",
-             ["input"] + [f"{j + 1}" for j in range(k)] + ["original"], size=0.6)
-
-
 def fig_loss(losses, path):
     """Mean DSM loss per epoch."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -462,11 +416,9 @@ def fig_loss(losses, path):
 
 
 # ----------------------------------------------------------------------------- main
-# Training flags left out come from the checkpoint read (--sample-only, --inpaint, --resume), else the preset.
-PRESETS = {
-    "gpu": dict(epochs=20, minutes=None, batch_size=128, lr=1e-3, ema_halflife=0.05, train_size=60000, width=64),
-    "cpu": dict(epochs=None, minutes=10.0, batch_size=32, lr=2e-3, ema_halflife=0.05, train_size=10000, width=16),
-}
+# Training flags left out come from the checkpoint read (--sample-only, --resume), else the preset.
+PRESETS = {"gpu": dict(epochs=20, minutes=None, batch_size=128, lr=1e-3, train_size=60000, width=64),
+           "cpu": dict(epochs=None, minutes=10.0, batch_size=32, lr=2e-3, train_size=10000, width=16)}
 SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 1e-4  # (measured: docs/results.md)
 SAMPLER_N = {"sde": 100, "ode": 18, "ddpm": 300, "ddim": 50}  # Karras σ's stepped through
 SIGMA_1, SIGMA_L = 16.0, 0.01  # σ_1: the largest distance between two training digits (NCSNv2's Technique 1)
@@ -493,8 +445,7 @@ def positive(kind, least=None):
 
 def parse_args(argv=None):
     """Command-line flags; bad values end in parser.error (one line, exit code 2)."""
-    p = argparse.ArgumentParser(description="NCSN (Song & Ermon 2019) on MNIST: train a noise conditional U-Net with "
-                                "DSM, sample it (reverse SDE, annealed Langevin, ODE, DDPM, DDIM), inpaint.")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add, g, c = p.add_argument, PRESETS["gpu"], PRESETS["cpu"]
     add("--data-dir", default="data/mnist", help="the MNIST .gz files, fetched if missing (default: data/mnist)")
     add("--mirror", help="download from this URL prefix, not the public mirrors (no MD5 check)")
@@ -502,28 +453,25 @@ def parse_args(argv=None):
     add("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present (default: auto)")
     add("--preset", choices=["auto", "cpu", "gpu"], default="auto", help="defaults of the training flags: gpu the "
         "full run, cpu ten minutes of training on any CPU; auto (default): gpu on CUDA, else cpu")
-    add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network under autocast "
-        "(loss, σ division, sampler, EMA stay float32); auto (default): bf16 on a CPU with native bf16 and on CUDA "
-        "with --compile, else fp32")
+    add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network under autocast (loss, "
+        "sampler, EMA stay float32); auto (default): bf16 on a CPU with native bf16 and on CUDA with --compile")
     add("--seed", type=int, default=0, help="random seed (default: 0)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive(int), help=f"train this many epochs (default: {g['epochs']}, gpu)")
-    length.add_argument("--minutes", type=positive(float), help=f"train this many minutes (default: {c['minutes']:g}, "
-                        "cpu)")
+    length.add_argument("--minutes", type=positive(float), help=f"minutes of training (default: {c['minutes']:g}, cpu)")
     add("--batch-size", type=positive(int), help=f"images a step (default: {g['batch_size']} gpu, {c['batch_size']})")
     add("--lr", type=positive(float), help=f"Adam learning rate (default: {g['lr']:g} gpu, {c['lr']:g} cpu)")
-    add("--ema-halflife", type=positive(float), help=f"EMA half-life, share of the steps (default: {g['ema_halflife']})")
     add("--train-size", type=positive(int), help=f"train on the first N images (default: {g['train_size']} gpu, "
         f"{c['train_size']} cpu)")
-    add("--width", type=positive(int), help=f"U-Net channels, a multiple of 8 (default: {g['width']} gpu, {c['width']})")
-    add("--sampler", choices=["ald", "sde", "ode", "ddpm", "ddim"], help="annealed Langevin (Algorithm 1), reverse "
-        f"VE SDE, probability-flow ODE, DDPM or DDIM (default: {SAMPLER})")
+    add("--width", type=positive(int), help=f"U-Net width, a multiple of 8 (default: {g['width']} gpu, {c['width']})")
+    add("--sampler", choices=["ald", "sde", "ode", "ddpm", "ddim"], default=SAMPLER, help="annealed Langevin "
+        f"(Algorithm 1), reverse VE SDE, probability-flow ODE, DDPM or DDIM (default: {SAMPLER})")
     add("--n-samples", type=positive(int), default=100, help="images to sample (default: 100)")
     add("--sigma-1", type=positive(float), default=SIGMA_1, help=f"the samplers' largest σ (default: {SIGMA_1:g})")
     add("--sigma-L", type=positive(float), default=SIGMA_L, help=f"the samplers' smallest σ (default: {SIGMA_L:g})")
-    add("--L", type=positive(int, 2), help=f"ald: number of noise levels (default: {ALD_L})")
+    add("--L", type=positive(int, 2), default=ALD_L, help=f"ald: number of noise levels (default: {ALD_L})")
     add("--T", type=int, help=f"ald: Langevin steps a level (default: {ALD_T}); sde: corrector steps ({SDE_T})")
-    add("--eps", type=positive(float), help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
+    add("--eps", type=positive(float), default=EPS, help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
     add("--N", type=positive(int, 2), help="sde/ode/ddpm/ddim: σ's stepped through (default: "
         + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
     add("--schedule", choices=["karras", "geometric"], default="karras", help="sde/ode/ddpm/ddim: EDM's σ's (ρ = 7) "
@@ -533,23 +481,13 @@ def parse_args(argv=None):
     add("--resume", action="store_true", help="continue training from --ckpt")
     add("--sample-only", action="store_true", help="sample from --ckpt, no training")
     add("--ckpt", help="checkpoint to read, whose flags are the defaults (default: OUT/checkpoint.pt)")
-    add("--inpaint", choices=MASKS, help="complete test digits with this part hidden, by Algorithm 2 (--L, --T, --eps)")
-    add("--n-inpaint", type=positive(int), default=10, help="test digits to inpaint (default: 10)")
-    add("--n-completions", type=positive(int), default=6, help="completions per digit (default: 6)")
-    return check(p, p.parse_args(argv))
-
-
-def check(p, args):
-    """The checks across flags, each parser.error's one line."""
-    if args.T is not None and args.T < (args.sampler != "sde"):
-        p.error(f"--T must be at least {int(args.sampler != 'sde')}")
+    args = p.parse_args(argv)
+    if args.T is not None and args.T < (args.sampler == "ald"):
+        p.error(f"--T must be at least 1 for --sampler ald, got {args.T}")
     if args.width is not None and args.width % 8:
         p.error("--width must be a multiple of 8 (GroupNorm uses 8 groups)")
     if args.sigma_L >= args.sigma_1:
         p.error("--sigma-1 must be larger than --sigma-L")
-    if args.inpaint and (args.resume or args.sampler not in (None, "ald")):
-        p.error("--inpaint is Algorithm 2 (annealed Langevin) from a checkpoint: it does not go with "
-                + ("--resume" if args.resume else f"--sampler {args.sampler}"))
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but no CUDA device is available")
     return args
@@ -565,10 +503,8 @@ def fill_defaults(args, ckpt, device):
     for name, value in PRESETS[args.preset].items():  # flags given > checkpoint > preset
         if getattr(args, name) is None:
             setattr(args, name, saved[name] if name in saved else value)
-    args.sampler, args.L, args.eps = args.sampler or SAMPLER, args.L or ALD_L, args.eps or EPS
     args.N = args.N or SAMPLER_N.get(args.sampler)
-    if args.T is None:
-        args.T = ALD_T if args.sampler == "ald" or args.inpaint else SDE_T if args.sampler == "sde" else 0
+    args.T = args.T if args.T is not None else {"ald": ALD_T, "sde": SDE_T}.get(args.sampler, 0)
     if args.precision == "auto":
         native = device == "cuda" and args.compile or device == "cpu" and bf16_native()
         args.precision = "bf16" if native else "fp32"
@@ -593,73 +529,47 @@ def build(args, ckpt, ckpt_path, device):
     print(f"--preset {args.preset}: UNet(width={args.width}), {sum(p.numel() for p in model.parameters()):,} "
           f"parameters | {device}, {args.precision} | σ_data {model.sigma_data:.3f}", flush=True)
     if ckpt:
-        print(f"loaded {ckpt_path} (epoch {state['epoch']}, {state['seconds']:.0f} s of training)")
+        print(f"loaded {ckpt_path} (epoch {state['epoch']}, {state['seconds']:.0f} s of training)", flush=True)
     return model, ema, opt, state, data
 
 
 def sample(args, net, prior, device):
     """Run --sampler on --n-samples images from the prior, SAMPLE_BATCH at a time; returns (samples, the first
     batch's trace, the σ of each trace entry, network evaluations per image)."""
-    ald = args.sampler == "ald"
+    ald, denoise, samples, trace = args.sampler == "ald", not args.no_denoise, [], None
     sigmas = (get_sigmas if ald or args.schedule == "geometric" else karras_sigmas)(
         args.sigma_1, args.sigma_L, args.L if ald else args.N).to(device)
     per_step = {"ald": args.T, "sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)
-    denoise, samples, trace = not args.no_denoise, [], None
     nfe = (len(sigmas) if ald else len(sigmas) - 1) * per_step + denoise
     sizes = [min(SAMPLE_BATCH, args.n_samples - i) for i in range(0, args.n_samples, SAMPLE_BATCH)]
     score = with_progress(net, nfe * len(sizes))
+    sampler = dict(ald=anneal_langevin, sde=reverse_sde, ode=probability_flow_ode, ddpm=ddpm, ddim=ddim)[args.sampler]
+    langevin_steps = (args.eps, args.T) if args.sampler in ("ald", "sde") else ()  # ALD's, the corrector's
     for n in sizes:
         x0 = prior.sample((n,))
         with torch.autocast(device, torch.bfloat16, enabled=args.precision == "bf16"):
-            if args.sampler in ("ald", "sde"):
-                x, steps = (anneal_langevin if ald else reverse_sde)(score, x0, sigmas, args.eps, args.T, denoise)
-            else:
-                x, steps = {"ode": probability_flow_ode, "ddpm": ddpm, "ddim": ddim}[args.sampler](
-                    score, x0, sigmas, denoise=denoise)
+            x, steps = sampler(score, x0, sigmas, *langevin_steps, denoise=denoise)
         samples.append(x.clamp(0, 1).float().cpu())
         trace = trace or [t[:5].float().cpu() for t in steps]  # the figure shows five; free the rest
     levels = sigmas.tolist()  # ALD's trace[0], the start, is drawn for σ_1; then one entry per level
     return torch.cat(samples), trace, levels[:1] * ald + levels, nfe
 
 
-def inpaint(args, net, prior, device, out):
-    """Hide a region of the first --n-inpaint test digits, complete each --n-completions times with Algorithm 2,
-    write inpaint.npz (images in [0, 1], mask True = known) and inpaint.png."""
-    images, labels = load_mnist(args.data_dir, "test", download=True, mirror=args.mirror)
-    if args.n_inpaint > len(images):
-        raise UserError(f"--n-inpaint {args.n_inpaint}, but {args.data_dir} holds only {len(images)} test images")
-    n, k, mask = args.n_inpaint, args.n_completions, make_mask(args.inpaint).to(device)
-    y = images[:n].repeat_interleave(k, 0).to(device)  # k copies of each digit, one per chain
-    sigmas = get_sigmas(args.sigma_1, args.sigma_L, args.L).to(device)
-    score, t0 = with_progress(net, args.L * args.T + 1), time.time()
-    with torch.autocast(device, torch.bfloat16, enabled=args.precision == "bf16"):
-        x, _ = anneal_langevin_inpaint(score, prior.sample((len(y),)), y, mask, sigmas, args.eps, args.T,
-                                       not args.no_denoise)
-    x = x.clamp(0, 1).float().cpu().reshape(n, k, 28, 28)
-    print(f"inpainted {n} test digits x {k} ({args.inpaint} hidden), {len(sigmas) * args.T} "
-          f"Langevin steps, ε {args.eps:.3g}, in {time.time() - t0:.1f} s")
-    np.savez_compressed(out / "inpaint.npz", originals=images[:n, 0].numpy(), completions=x.numpy(),
-                        labels=labels[:n].numpy(), mask=mask[0, 0].cpu().numpy())
-    fig_inpaint(images[:n, 0], mask[0].cpu(), x, args.inpaint, out / "inpaint.png")
-    print(f"wrote {out}/inpaint.png, inpaint.npz")
-
-
 def run(args):
-    """Train (or load) the model, then sample, or inpaint, and write every output."""
+    """Train (or load) the model, then sample it and write every output."""
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     try:
         (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as e:
         raise UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
-    ckpt_path, training = Path(args.ckpt or out / "checkpoint.pt"), not (args.sample_only or args.inpaint)
+    ckpt_path, training = Path(args.ckpt or out / "checkpoint.pt"), not args.sample_only
     ckpt = load_checkpoint(ckpt_path) if not training or args.resume else None
     fill_defaults(args, ckpt, device)
     model, ema, opt, state, data = build(args, ckpt, ckpt_path, device)
     if training:
         print(f"training for {f'{args.minutes:g} min' if args.minutes else f'{args.epochs} epochs'} on {len(data):,} "
-              f"images from {args.data_dir}" + (", hours on a CPU: --preset cpu trains for 10 min" if device == "cpu"
-                                                 and args.preset == "gpu" else ""), flush=True)
+              f"images from {args.data_dir}", flush=True)
         t0 = time.time()
         train(model, ema, opt, data, args, state, out / "checkpoint.pt")
         print(f"training took {time.time() - t0:.1f} s ({state['epoch']} epochs)" + (f", peak GPU memory "
@@ -667,8 +577,6 @@ def run(args):
         fig_loss(state["losses"], out / "loss.png")
     prior = gaussian_prior(data, args.sigma_1)  # every sampler starts here
     torch.manual_seed(args.seed)
-    if args.inpaint:
-        return inpaint(args, ema, prior, device, out)
     t0 = time.time()
     x, trace, levels, nfe = sample(args, ema, prior, device)
     how = (f"L={args.L}, T={args.T}, ε={args.eps:.3g}" if args.sampler == "ald" else f"N={args.N} {args.schedule}"

@@ -9,7 +9,7 @@ samples.npy is then scored by mnist_quality.py's classifier (benchmarks/mnist_cl
 the share labelled with confidence above 0.9, the shares of the predicted classes and the
 Fréchet distance of the penultimate features to the 10,000 test images, next to the floor: the
 same figures for as many real training images. Each seed's folder is kept, so its checkpoint.pt
-serves `mnist_ncsn.py --inpaint` and `--sample-only` later.
+serves `mnist_inpaint.py` and `mnist_ncsn.py --sample-only` later.
 """
 import argparse
 import contextlib
@@ -52,7 +52,7 @@ def estimate(args, n_seeds):
         return f"{args.n_samples:,} samples per seed, on CUDA (no time estimate for it here)"
     threads = min(torch.get_num_threads(), 2)
     scale = (16 / args.width) ** 1.3
-    training = not (args.sample_only or args.inpaint)
+    training = not args.sample_only
     images = args.epochs * min(args.train_size, 60000) if args.epochs else None
     train = training * (images / (TRAIN_RATE[args.precision][threads] * scale) if images else args.minutes * 60)
     nfe = args.L * args.T if args.sampler == "ald" else args.N * {"ode": 2, "sde": 1 + args.T}.get(args.sampler, 1)

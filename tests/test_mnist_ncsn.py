@@ -1,6 +1,6 @@
-"""Tests for mnist_ncsn.py and mnist_likelihood.py on the CPU with tiny settings: data, download, U-Net, DSM loss,
-annealed Langevin dynamics, inpainting, the likelihood, checkpoints and the command line (one shell run each,
-the other runs through main(argv) in this process).
+"""Tests for mnist_ncsn.py, mnist_inpaint.py and mnist_likelihood.py on the CPU with tiny settings: data, download,
+U-Net, DSM loss, annealed Langevin dynamics, inpainting, the likelihood, checkpoints and the command line (one shell
+run each, the other runs through main(argv) in this process).
 
 They bring their own data: tests/data/mnist/ holds the first 500 training and 300 test images of
 MNIST (see tests/data/README.md), so they run on a fresh clone with no network."""
@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+import mnist_inpaint as inp
 import mnist_likelihood as lik
 import mnist_ncsn as m
 import toy_ncsn as toy
@@ -53,9 +54,9 @@ def mirror():
     server.server_close()
 
 
-def shell(*args, cwd):
+def shell(*args, cwd, script=SCRIPT):
     """Run the script as a user would, in a new process; return (returncode, stdout, stderr)."""
-    r = subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd, env=ENV,
+    r = subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, env=ENV,
                        capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout, r.stderr
 
@@ -411,9 +412,8 @@ def test_anneal_langevin_inpaint_gives_gaussian_conditional():
     y = torch.tensor([0.7, 0.2, -5.0, 5.0])  # hidden values are never looked at
     cond_mean = mu[H] + cov[H][:, K] @ torch.linalg.solve(cov[K][:, K], y[K] - mu[K])
     cond_cov = cov[H][:, H] - cov[H][:, K] @ torch.linalg.solve(cov[K][:, K], cov[K][:, H])
-    x, trace = m.anneal_langevin_inpaint(score, torch.rand(n, 1, 2, 2),
-                                         y.reshape(1, 1, 2, 2).expand(n, 1, 2, 2), mask,
-                                         m.get_sigmas(1.0, 0.03, 5), 4.5e-4, 400)
+    x, trace = inp.anneal_langevin_inpaint(score, torch.rand(n, 1, 2, 2), y.reshape(1, 1, 2, 2).expand(n, 1, 2, 2),
+                                           mask, m.get_sigmas(1.0, 0.03, 5), 4.5e-4, 400)
     x = x.reshape(n, 4)
     assert len(trace) == 6 and all(t.shape == (n, 1, 2, 2) for t in trace)  # the start, then one per level
     assert torch.equal(x[:, K], y[K].expand(n, 2))  # known pixels: exactly the input
@@ -426,7 +426,7 @@ def test_anneal_langevin_inpaint_gives_gaussian_conditional():
 
 
 def test_masks_and_progress_lines(capsys):
-    masks = {name: m.make_mask(name)[0, 0] for name in m.MASKS}
+    masks = {name: inp.make_mask(name)[0, 0] for name in inp.MASKS}
     assert all(mk.shape == (28, 28) and mk.dtype == torch.bool for mk in masks.values())
     assert masks["right"][:, :14].all() and not masks["right"][:, 14:].any()
     assert masks["bottom"][:14].all() and not masks["bottom"][14:].any()
@@ -455,9 +455,8 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
     loss.backward()
     opt.step()
     path = tmp_path / "ckpt.pt"
-    m.save_checkpoint(path, model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                      recipe="edm", epoch=3, losses=[2.0, 1.0], args={"width": 8})
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # the temp file was renamed
+    torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
+                    recipe="edm", epoch=3, losses=[2.0, 1.0], args={"width": 8}), path)
     torch.manual_seed(1)
     model2, ema2 = m.UNet(8), m.UNet(8)  # σ_data 0.5 until the checkpoint's 0.3 is read
     opt2 = torch.optim.Adam(model2.parameters(), lr=1e-3)
@@ -473,8 +472,7 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
     with pytest.raises(m.UserError, match="not a readable checkpoint"):
         m.load_checkpoint(tmp_path / "junk.pt", m.UNet(8), m.UNet(8))
     # The previous recipe's checkpoints (no EDM preconditioning) are refused, not misread.
-    m.save_checkpoint(path, model=model.state_dict(), ema=ema.state_dict(), dsm="log-uniform",
-                      args={"width": 8})
+    torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), dsm="log-uniform", args={"width": 8}), path)
     with pytest.raises(m.UserError, match="ckpt.pt: written by an earlier mnist_ncsn.py, whose U-Net had no EDM"):
         m.load_checkpoint(path)
 
@@ -501,6 +499,7 @@ def test_cli_writes_every_output(one_epoch):
     for name in ["samples.png", "levels.png", "loss.png"]:
         blob = (out / name).read_bytes()
         assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 5000
+    assert not (out / "checkpoint.pt.tmp").exists()  # the checkpoint is written whole, then renamed
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and len(ckpt["losses"]) == 1 and ckpt["args"]["width"] == 8
     assert ckpt["step"] == 2 and ckpt["recipe"] == "edm" and 0 < ckpt["seconds"] < 60
@@ -549,6 +548,7 @@ def test_cli_every_sampler_and_precision(one_epoch, tmp_path, monkeypatch, sampl
     samples = np.load(tmp_path / "samples.npy")
     assert samples.shape == (4, 28, 28) and np.isfinite(samples).all() and samples.std() > 0
 
+
 def test_cli_minutes_trains_to_the_clock_and_resumes(tmp_path):
     """--minutes stops at the budget, mid-epoch if need be, and a resumed run keeps what was spent."""
     out = tmp_path / "clock"
@@ -567,11 +567,11 @@ def test_cli_minutes_trains_to_the_clock_and_resumes(tmp_path):
 
 def test_cli_inpaint(one_epoch, tmp_path):
     first, _ = one_epoch
-    rc, stdout, err = cli("--inpaint", "bottom", "--ckpt", first / "checkpoint.pt", "--data-dir",
-                          DATA, "--n-inpaint", 3, "--n-completions", 2, "--out", tmp_path, "--L", 10, "--T", 2,
-                          "--device", "cpu", cwd=tmp_path)
+    rc, stdout, err = shell("--region", "bottom", "--ckpt", first / "checkpoint.pt", "--data-dir", DATA,
+                            "--n-inpaint", 3, "--n-completions", 2, "--out", tmp_path, "--L", 10, "--T", 2,
+                            "--device", "cpu", cwd=tmp_path, script=ROOT / "mnist_inpaint.py")  # from the shell
     assert rc == 0, err
-    assert "inpainted 3 test digits x 2 (bottom hidden)" in stdout
+    assert "inpainted 3 test digits x 2 (bottom hidden), 20 Langevin steps" in stdout
     f = np.load(tmp_path / "inpaint.npz")
     originals, mask, completions = f["originals"], f["mask"], f["completions"]
     assert f["labels"].tolist() == [7, 2, 1] and originals.shape == (3, 28, 28)
@@ -590,22 +590,19 @@ def test_cli_inpaint(one_epoch, tmp_path):
 def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
     first, _ = one_epoch
     for argv, message in [(["--epochs", "0"], "argument --epochs: must be above 0, not 0"),
-                          (["--epochs", "2", "--minutes", "3"], "argument --minutes: not allowed with argument --epochs"),
+                          (["--epochs", "2", "--minutes", "3"], "--minutes: not allowed with argument --epochs"),
                           (["--minutes", "inf"], "argument --minutes: must be above 0, not inf"),
-                          (["--inpaint", "diagonal"], "argument --inpaint: invalid choice"),
-                          (["--n-inpaint", "0"], "argument --n-inpaint: must be above 0, not 0"),
-                          (["--n-completions", "-1"], "argument --n-completions: must be above 0, not -1"),
-                          (["--inpaint", "right", "--resume"], "does not go with --resume"),
+                          (["--inpaint", "right"], "unrecognized arguments: --inpaint right"),  # mnist_inpaint.py's
+                          (["--ema-halflife", "0.1"], "unrecognized arguments: --ema-halflife"),  # EMA_HALFLIFE now
                           (["--n-samples", "3.5"], "argument --n-samples: invalid int value: '3.5'"),
                           (["--sigma-L", "20"], "--sigma-1 must be larger than --sigma-L"),
                           (["--L", "1"], "argument --L: must be at least 2, not 1"),
                           (["--sampler", "ode", "--N", "1"], "argument --N: must be at least 2, not 1"),
                           (["--likelihood"], "unrecognized arguments: --likelihood"),  # mnist_likelihood.py's now
                           (["--sample-batch", "3"], "unrecognized arguments: --sample-batch"),  # SAMPLE_BATCH now
-                          (["--T", "0"], "--T must be at least 1"),
+                          (["--sampler", "ald", "--T", "0"], "--T must be at least 1 for --sampler ald, got 0"),
                           (["--schedule", "cosine"], "argument --schedule: invalid choice"),
                           (["--precision", "fp16"], "argument --precision: invalid choice"),
-                          (["--inpaint", "top", "--sampler", "ddpm"], "does not go with --sampler ddpm"),
                           (["--eps", "nan"], "argument --eps: must be above 0, not nan"),
                           (["--width", "12"], "--width must be a multiple of 8")]:
         with pytest.raises(SystemExit) as e:
@@ -635,13 +632,21 @@ def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
     rc, _, err = cli("--sample-only", "--ckpt", ckpt, "--width", 16, "--device", "cpu",
                      "--out", tmp_path / "o3", cwd=tmp_path)
     assert_clean_error(rc, err, "made with --width 8, this run uses --width 16")
-    # Inpainting: more digits than the test set holds; a checkpoint that is not there.
-    rc, _, err = cli("--inpaint", "right", "--ckpt", ckpt, "--data-dir", DATA, "--n-inpaint",
-                     301, "--out", tmp_path / "o4", cwd=tmp_path)
-    assert_clean_error(rc, err, "--n-inpaint 301", "holds only 300 test images")
-    rc, _, err = cli("--inpaint", "top", "--ckpt", tmp_path / "none.pt", "--out", tmp_path / "o5",
-                     cwd=tmp_path)
-    assert_clean_error(rc, err, "none.pt: not a readable checkpoint")
+    # Inpainting: bad flags; more digits than the test set holds; a checkpoint that is not there; no --out.
+    for argv, message in [(["--region", "diagonal"], "argument --region: invalid choice"),
+                          (["--n-inpaint", "0"], "argument --n-inpaint: must be above 0, not 0"),
+                          (["--n-completions", "-1"], "argument --n-completions: must be above 0, not -1"),
+                          (["--T", "0"], "argument --T: must be above 0, not 0"),
+                          (["--sampler", "ddpm"], "unrecognized arguments: --sampler ddpm")]:
+        with pytest.raises(SystemExit) as e:
+            inp.parse_args(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    rc, _, err = cli("--ckpt", ckpt, "--data-dir", DATA, "--n-inpaint", 301, "--out", tmp_path / "o4", module=inp)
+    assert_clean_error(rc, err, "--n-inpaint 301", "holds only 300 test images", script="mnist_inpaint.py")
+    rc, _, err = cli("--ckpt", tmp_path / "none.pt", "--out", tmp_path / "o5", module=inp)
+    assert_clean_error(rc, err, "none.pt: not a readable checkpoint", script="mnist_inpaint.py")
+    rc, _, err = cli("--ckpt", ckpt, "--out", tmp_path / "file" / "out", module=inp)
+    assert_clean_error(rc, err, "cannot write to --out", script="mnist_inpaint.py")
 
 
 def test_cli_nan_loss_keeps_last_good_checkpoint(one_epoch, tmp_path):
