@@ -219,8 +219,8 @@ def plot_field(ax, net, title, radius):
     q, arc = torch.cartesian_prod(torch.linspace(*lo, m), torch.linspace(*hi, m)), torch.linspace(-0.45, 0.45, 100)
     with torch.no_grad():
         size, s = net(g).norm(dim=1).reshape(n, n), nn.functional.normalize(net(q), dim=1)  # arrows: directions only
-    im = ax.imshow(size.log10(), extent=(*lo, *hi), origin="lower", cmap="magma", vmin=0, vmax=3.5)
-    ax.quiver(*q.T, *s.T, color="w", angles="xy", width=0.005)
+    im = ax.imshow(size.log10().numpy(), extent=(*lo, *hi), origin="lower", cmap="magma", vmin=0, vmax=3.5)
+    ax.quiver(*q.T.numpy(), *s.T.numpy(), color="w", angles="xy", width=0.005)
     ax.plot(radius * arc.cos(), radius * arc.sin(), color="tab:cyan", ls=":", lw=1, label="the ring (data)")
     ax.set(xlim=lo, ylim=hi, xlabel="x", ylabel="y", aspect="equal",
            title=title + "\n(arrows: direction of s_θ; colour: log₁₀ ‖s_θ‖)")
