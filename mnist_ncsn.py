@@ -544,11 +544,11 @@ def sample(args, net, prior, device):
     sizes = [min(SAMPLE_BATCH, args.n_samples - i) for i in range(0, args.n_samples, SAMPLE_BATCH)]
     score = with_progress(net, nfe * len(sizes))
     sampler = dict(ald=anneal_langevin, sde=reverse_sde, ode=probability_flow_ode, ddpm=ddpm, ddim=ddim)[args.sampler]
-    langevin_steps = (args.eps, args.T) if args.sampler in ("ald", "sde") else ()  # ALD's, the corrector's
+    langevin_args = (args.eps, args.T) if args.sampler in ("ald", "sde") else ()  # ε and T: Langevin's only
     for n in sizes:
         x0 = prior.sample((n,))
         with torch.autocast(device, torch.bfloat16, enabled=args.precision == "bf16"):
-            x, steps = sampler(score, x0, sigmas, *langevin_steps, denoise=denoise)
+            x, steps = sampler(score, x0, sigmas, *langevin_args, denoise=denoise)
         samples.append(x.clamp(0, 1).float().cpu())
         trace = trace or [t[:5].float().cpu() for t in steps]  # the figure shows five; free the rest
     levels = sigmas.tolist()  # ALD's trace[0], the start, is drawn for σ_1; then one entry per level
