@@ -83,6 +83,13 @@ def assert_clean_error(rc, err, *words, script="mnist_ncsn.py"):
         assert w in last, (w, last)
 
 
+def assert_usage_error(parse_args, argv, message, capsys):
+    """argparse's one-line error: exit code 2 and `message` on stderr."""
+    with pytest.raises(SystemExit) as e:
+        parse_args(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------- data
 def test_idx_reader_on_fixture_files():
     raw = m.read_idx(DATA / "train-images-idx3-ubyte.gz", 2051)
@@ -605,9 +612,7 @@ def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
                           (["--precision", "fp16"], "argument --precision: invalid choice"),
                           (["--eps", "nan"], "argument --eps: must be above 0, not nan"),
                           (["--width", "12"], "--width must be a multiple of 8")]:
-        with pytest.raises(SystemExit) as e:
-            m.parse_args(argv)
-        assert e.value.code == 2 and message in capsys.readouterr().err
+        assert_usage_error(m.parse_args, argv, message, capsys)
     rc, _, err = cli("--train-size", "0", cwd=tmp_path)
     assert rc == 2 and err.strip().splitlines()[-1].endswith("argument --train-size: must be above 0, not 0")
     # No data and no network: one line naming the folder and the four files.
@@ -638,9 +643,7 @@ def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
                           (["--n-completions", "-1"], "argument --n-completions: must be above 0, not -1"),
                           (["--T", "0"], "argument --T: must be above 0, not 0"),
                           (["--sampler", "ddpm"], "unrecognized arguments: --sampler ddpm")]:
-        with pytest.raises(SystemExit) as e:
-            inp.parse_args(argv)
-        assert e.value.code == 2 and message in capsys.readouterr().err
+        assert_usage_error(inp.parse_args, argv, message, capsys)
     rc, _, err = cli("--ckpt", ckpt, "--data-dir", DATA, "--n-inpaint", 301, "--out", tmp_path / "o4", module=inp)
     assert_clean_error(rc, err, "--n-inpaint 301", "holds only 300 test images", script="mnist_inpaint.py")
     rc, _, err = cli("--ckpt", tmp_path / "none.pt", "--out", tmp_path / "o5", module=inp)
