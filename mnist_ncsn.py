@@ -159,6 +159,7 @@ def precondition(sigma, sigma_data):
 P_MEAN, P_STD = -1.2, 1.2  # ln σ of training ~ N(P_MEAN, P_STD²): EDM's values (measured: docs/results.md)
 WARMUP_IMAGES = 10_000  # the learning rate rises linearly over the first images (EDM: 10M of 200M)
 EMA_HALFLIFE = 0.05  # the EMA's half-life, a share of the steps so far: it never holds the random init
+RECIPE = "edm"  # saved in each checkpoint: load_checkpoint refuses another recipe's, whose weights mean other things
 
 
 def get_sigmas(sigma_1, sigma_L, L):
@@ -226,7 +227,7 @@ def train(model, ema, opt, data, args, state, ckpt_path):
                             f"last good epoch (try a lower --lr)")
         state["losses"].append(mean)
         tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")  # saved whole, then renamed: never a half-written file
-        torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), recipe="edm",
+        torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), recipe=RECIPE,
                         args=vars(args), **state), tmp)
         os.replace(tmp, ckpt_path)
         print(f"epoch {state['epoch']:>3}{'' if budget else f'/{args.epochs}'} | loss {mean:.4f} | "
@@ -240,7 +241,7 @@ def load_checkpoint(path, model=None, ema=None, opt=None):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("recipe") != "edm":
+    if not isinstance(ckpt, dict) or ckpt.get("recipe") != RECIPE:
         raise UserError(f"{path}: written by an earlier mnist_ncsn.py, whose U-Net had no EDM preconditioning (or "
                         f"not by mnist_ncsn.py): its weights mean something else here; train a new model")
     if model is None:  # run() only wants the saved flags, before it builds the model
