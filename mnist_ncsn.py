@@ -44,8 +44,7 @@ class UserError(Exception):
 
 def download_mnist(data_dir, mirrors=MIRRORS, check_md5=True):
     """Fetch the missing MNIST files from the first mirror that serves them; write atomically."""
-    (data_dir := Path(data_dir)).mkdir(parents=True, exist_ok=True)
-    for name in [name for name in FILES if not (data_dir / name).exists()]:
+    for name in [name for name in FILES if not Path(data_dir, name).exists()]:
         problems = []
         for url in [mirror.rstrip("/") + "/" + name for mirror in mirrors]:
             try:
@@ -58,8 +57,9 @@ def download_mnist(data_dir, mirrors=MIRRORS, check_md5=True):
         else:
             raise UserError(f"could not download {name} ({'; '.join(problems)}); without network, put "
                             f"{', '.join(FILES)} into {data_dir}/ or point --data-dir at your copy")
-        (data_dir / (name + ".part")).write_bytes(blob)
-        os.replace(data_dir / (name + ".part"), data_dir / name)  # never a half-written file
+        Path(data_dir).mkdir(parents=True, exist_ok=True)  # only now: a failed download leaves no empty folder
+        Path(data_dir, name + ".part").write_bytes(blob)
+        os.replace(Path(data_dir, name + ".part"), Path(data_dir, name))  # never a half-written file
         print(f"downloaded {url}")
 
 
@@ -559,15 +559,15 @@ def sample(args, net, prior, device):
 def run(args):
     """Train (or load) the model, then sample it and write every output."""
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    try:
+    ckpt_path, training = Path(args.ckpt or Path(args.out) / "checkpoint.pt"), not args.sample_only
+    ckpt = load_checkpoint(ckpt_path) if not training or args.resume else None
+    fill_defaults(args, ckpt, device)
+    model, ema, opt, state, data = build(args, ckpt, ckpt_path, device)
+    try:  # only now: a wrong checkpoint or data folder leaves no new --out behind
         (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as e:
         raise UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
-    ckpt_path, training = Path(args.ckpt or out / "checkpoint.pt"), not args.sample_only
-    ckpt = load_checkpoint(ckpt_path) if not training or args.resume else None
-    fill_defaults(args, ckpt, device)
-    model, ema, opt, state, data = build(args, ckpt, ckpt_path, device)
     if training:
         print(f"training for {f'{args.minutes:g} min' if args.minutes else f'{args.epochs} epochs'} on {len(data):,} "
               f"images from {args.data_dir}", flush=True)

@@ -136,7 +136,7 @@ def test_download_from_local_mirror(tmp_path, mirror, monkeypatch):
         m.download_mnist(tmp_path / "b", [mirror], check_md5=True)
     assert str(e.value).count("MD5 mismatch") == 1 and str(tmp_path / "b") in str(e.value)
     assert all(name in str(e.value) for name in m.FILES)
-    assert list((tmp_path / "b").iterdir()) == []
+    assert not (tmp_path / "b").exists()  # the folder is made for the first file that comes, not before
     # Files whose MD5 matches are accepted: the fixture's own MD5s for three names, one wrong.
     md5 = {name: hashlib.md5((DATA / name).read_bytes()).hexdigest() for name in m.FILES}
     md5["train-labels-idx1-ubyte.gz"] = "0" * 32
@@ -648,8 +648,45 @@ def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
     assert_clean_error(rc, err, "--n-inpaint 301", "holds only 300 test images", script="mnist_inpaint.py")
     rc, _, err = cli("--ckpt", tmp_path / "none.pt", "--out", tmp_path / "o5", module=inp)
     assert_clean_error(rc, err, "none.pt: not a readable checkpoint", script="mnist_inpaint.py")
-    rc, _, err = cli("--ckpt", ckpt, "--out", tmp_path / "file" / "out", module=inp)
+    rc, _, err = cli("--ckpt", ckpt, "--data-dir", DATA, "--out", tmp_path / "file" / "out", module=inp)
     assert_clean_error(rc, err, "cannot write to --out", script="mnist_inpaint.py")
+
+
+def bad_file(folder, kind, checkpoint):
+    """A file in `folder` that is not a checkpoint of mnist_ncsn.py: text, empty, `checkpoint` cut short, a model of
+    toy_ncsn.py (its form: the EMA's state dict, the σ's, the run's flags), or one that is missing."""
+    path = folder / f"{kind}.pt"
+    if kind == "toy":
+        sigmas, args = toy.get_sigmas(3.0, 0.01, 10), vars(toy.parse_args(["--dist", "moons", "--sigma-1", "3"]))
+        torch.save({"model": toy.ScoreNet(16).state_dict(), "sigmas": sigmas, "args": args}, path)
+    elif kind != "missing":
+        half = checkpoint.read_bytes()[:checkpoint.stat().st_size // 2]
+        path.write_bytes({"text": b"# notes\n", "empty": b"", "truncated": half}[kind])
+    return path
+
+
+def listing(folder):
+    """Every path under folder, for a before and after."""
+    return sorted(folder.rglob("*"))
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "truncated", "toy", "missing"])
+def test_cli_bad_data_fails_in_one_line_and_leaves_nothing(one_epoch, tmp_path, kind):
+    """--data-dir a file or a new folder (no network: nothing to fetch), or an MNIST file in it that is no IDX file."""
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    os.chmod(data, 0o755)
+    (data / "train-images-idx3-ubyte.gz").unlink()
+    path = bad_file(tmp_path, kind, one_epoch[0] / "checkpoint.pt")
+    if kind != "missing":
+        shutil.copy(path, data / "train-images-idx3-ubyte.gz")
+    before = listing(tmp_path)
+    for data_dir, words in [(path if kind != "missing" else tmp_path / "new" / "mnist", "could not download"),
+                            (data, "train-images-idx3-ubyte.gz")]:
+        rc, _, err = cli(*TINY, "--data-dir", data_dir, "--mirror", DEAD, "--out", tmp_path / "out")
+        assert_clean_error(rc, err, str(data_dir), words)
+        assert len(err.splitlines()) == 1, err
+    assert listing(tmp_path) == before
 
 
 def test_cli_nan_loss_keeps_last_good_checkpoint(one_epoch, tmp_path):
