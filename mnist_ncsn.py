@@ -235,21 +235,23 @@ def train(model, ema, opt, data, args, state, ckpt_path):
 
 
 def load_checkpoint(path, model=None, ema=None, opt=None):
-    """The saved dict; given a model, restore model, EMA (and optimiser) from it. A UserError for
-    an unreadable file (missing, truncated, not ours, an earlier recipe's) or another width."""
+    """The saved dict; given a model, restore model, EMA (and optimiser) from it; a one-line UserError if it can't."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("recipe") != RECIPE:
+        ckpt, what = torch.load(path, map_location="cpu", weights_only=True), None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        ckpt, what = None, "missing" if not os.path.exists(path) else e.strerror
+    except Exception:  # torch's message runs to lines, asking for a bug report; torch.save's zips begin PK\3\4
+        ckpt, what = None, {b"": "empty", b"PK\x03\x04": "truncated"}.get(Path(path).read_bytes()[:4])
+    if not isinstance(ckpt, dict) or not {"model", "ema"} <= ckpt.keys():  # toy_ncsn.py's model.pt has no EMA
+        toy = isinstance(ckpt, dict) and "sigmas" in ckpt and "a toy_ncsn.py model, not an mnist_ncsn.py checkpoint"
+        raise UserError(f"{path}: {what or toy or 'not an mnist_ncsn.py checkpoint'}; run `python mnist_ncsn.py`")
+    if ckpt.get("recipe") != RECIPE:
         raise UserError(f"{path}: written by an earlier mnist_ncsn.py, whose U-Net had no EDM preconditioning (or "
                         f"not by mnist_ncsn.py): its weights mean something else here; train a new model")
-    if model is None:  # run() only wants the saved flags, before it builds the model
-        return ckpt
-    if ckpt["args"]["width"] != model.width:
+    if model is not None and ckpt["args"]["width"] != model.width:
         raise UserError(f"{path}: made with --width {ckpt['args']['width']}, this run uses --width {model.width}")
-    try:
-        for part, key in [(model, "model"), (ema, "ema")] + [(opt, "opt")] * (opt is not None):
+    try:  # no model: run() only wants the saved flags, before it builds the model
+        for part, key in [(p, k) for p, k in [(model, "model"), (ema, "ema"), (opt, "opt")] if p is not None]:
             part.load_state_dict(ckpt[key])
     except (KeyError, RuntimeError, ValueError) as e:  # e.g. saved by another version of UNet
         raise UserError(f"{path}: does not fit this model ({' '.join(str(e).split())[:200]})") from None

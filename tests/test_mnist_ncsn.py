@@ -476,7 +476,7 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
     with pytest.raises(m.UserError, match="made with --width 8, this run uses --width 16"):
         m.load_checkpoint(path, m.UNet(16), m.UNet(16))
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(m.UserError, match="not a readable checkpoint"):
+    with pytest.raises(m.UserError, match="junk.pt: not an mnist_ncsn.py checkpoint"):
         m.load_checkpoint(tmp_path / "junk.pt", m.UNet(8), m.UNet(8))
     # The previous recipe's checkpoints (no EDM preconditioning) are refused, not misread.
     torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), dsm="log-uniform", args={"width": 8}), path)
@@ -647,7 +647,7 @@ def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
     rc, _, err = cli("--ckpt", ckpt, "--data-dir", DATA, "--n-inpaint", 301, "--out", tmp_path / "o4", module=inp)
     assert_clean_error(rc, err, "--n-inpaint 301", "holds only 300 test images", script="mnist_inpaint.py")
     rc, _, err = cli("--ckpt", tmp_path / "none.pt", "--out", tmp_path / "o5", module=inp)
-    assert_clean_error(rc, err, "none.pt: not a readable checkpoint", script="mnist_inpaint.py")
+    assert_clean_error(rc, err, "none.pt: missing", script="mnist_inpaint.py")
     rc, _, err = cli("--ckpt", ckpt, "--data-dir", DATA, "--out", tmp_path / "file" / "out", module=inp)
     assert_clean_error(rc, err, "cannot write to --out", script="mnist_inpaint.py")
 
@@ -668,6 +668,19 @@ def bad_file(folder, kind, checkpoint):
 def listing(folder):
     """Every path under folder, for a before and after."""
     return sorted(folder.rglob("*"))
+
+
+@pytest.mark.parametrize("kind, what", [("text", "not an mnist_ncsn.py checkpoint"), ("empty", "empty"),
+                                        ("truncated", "truncated"), ("missing", "missing"),
+                                        ("toy", "a toy_ncsn.py model, not an mnist_ncsn.py checkpoint")])
+def test_cli_a_file_that_is_no_checkpoint_fails_in_one_line_and_leaves_nothing(one_epoch, tmp_path, kind, what):
+    path = bad_file(tmp_path, kind, one_epoch[0] / "checkpoint.pt")
+    before = listing(tmp_path)
+    for module, flags in [(m, ["--sample-only", *TINY]), (inp, []), (lik, [])]:
+        rc, _, err = cli(*flags, "--ckpt", path, "--data-dir", DATA, "--out", tmp_path / "out", "--device", "cpu",
+                         module=module)
+        assert rc == 1 and err == f"{module.__name__}.py: error: {path}: {what}; run `python mnist_ncsn.py`\n", err
+    assert listing(tmp_path) == before
 
 
 @pytest.mark.parametrize("kind", ["text", "empty", "truncated", "toy", "missing"])
@@ -795,7 +808,7 @@ def test_cli_likelihood(one_epoch, tmp_path, monkeypatch):
     assert "5 σ's, 2 probe(s) a digit" in stdout
     assert not np.array_equal(np.load(tmp_path / "two" / "likelihood.npz")["bits"], bits)
     for flags, message in [(["--n-likelihood", 301], "--n-likelihood 301, but"),
-                           (["--ckpt", tmp_path / "none.pt"], "none.pt: not a readable checkpoint")]:
+                           (["--ckpt", tmp_path / "none.pt"], "none.pt: missing")]:
         rc, _, err = cli("--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out", tmp_path, *flags, module=lik)
         assert_clean_error(rc, err, message, script="mnist_likelihood.py")
     for flags, message in [(["--N", 1], "argument --N: must be at least 2, not 1"),
