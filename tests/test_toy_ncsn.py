@@ -260,12 +260,13 @@ def test_cli_writes_every_output(tmp_path, tiny, capsys):
                                  ["--sigma-L", "0"], ["--sigma-1", "0.005"], ["--eps", "-1"],
                                  ["--eps", "inf"], ["--lr", "nan"], ["--sampler", "ode", "--N", "0"],
                                  ["--sampler", "ddpm", "--N", "-1"]])
-def test_cli_rejects_bad_input_in_one_line(bad, capsys):
+def test_cli_rejects_bad_input_in_one_line(bad, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out, out/toy_heart/, would be here
     with pytest.raises(SystemExit) as e:
         toy.main(bad)
     assert e.value.code != 0  # argparse prints its error; main's one-line exit carries it in the SystemExit
     err = capsys.readouterr().err.strip().splitlines() or [str(e.value.code)]
-    assert not err[-1].startswith("usage: ") and "error:" in err[-1]
+    assert not err[-1].startswith("usage: ") and "error:" in err[-1] and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("sampler", ["sde", "ode", "ddpm", "ddim"])
