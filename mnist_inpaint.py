@@ -80,10 +80,6 @@ def run(args):
     by Algorithm 2 on ALD's levels, write inpaint.npz and inpaint.png."""
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = args.precision == "bf16" or args.precision == "auto" and device == "cpu" and m.bf16_native()
-    try:
-        (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise m.UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
     ckpt = m.load_checkpoint(args.ckpt)
     width, train_size = ckpt["args"]["width"], ckpt["args"]["train_size"]
     net = m.UNet(width).to(device).requires_grad_(False)
@@ -93,6 +89,10 @@ def run(args):
     images, labels = m.load_mnist(args.data_dir, "test", download=True, mirror=args.mirror)
     if args.n_inpaint > len(images):
         raise m.UserError(f"--n-inpaint {args.n_inpaint}, but {args.data_dir} holds only {len(images)} test images")
+    try:  # only now: a wrong checkpoint or data folder leaves no new --out behind
+        (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise m.UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
     print(f"loaded {args.ckpt} (UNet(width={width}), epoch {ckpt['epoch']}) | {device}, "
           f"{'bf16' if bf16 else 'fp32'}", flush=True)
     n, k, mask = args.n_inpaint, args.n_completions, make_mask(args.region).to(device)

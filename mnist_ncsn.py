@@ -44,8 +44,7 @@ class UserError(Exception):
 
 def download_mnist(data_dir, mirrors=MIRRORS, check_md5=True):
     """Fetch the missing MNIST files from the first mirror that serves them; write atomically."""
-    (data_dir := Path(data_dir)).mkdir(parents=True, exist_ok=True)
-    for name in [name for name in FILES if not (data_dir / name).exists()]:
+    for name in [name for name in FILES if not Path(data_dir, name).exists()]:
         problems = []
         for url in [mirror.rstrip("/") + "/" + name for mirror in mirrors]:
             try:
@@ -58,8 +57,9 @@ def download_mnist(data_dir, mirrors=MIRRORS, check_md5=True):
         else:
             raise UserError(f"could not download {name} ({'; '.join(problems)}); without network, put "
                             f"{', '.join(FILES)} into {data_dir}/ or point --data-dir at your copy")
-        (data_dir / (name + ".part")).write_bytes(blob)
-        os.replace(data_dir / (name + ".part"), data_dir / name)  # never a half-written file
+        Path(data_dir).mkdir(parents=True, exist_ok=True)  # only now: a failed download leaves no empty folder
+        Path(data_dir, name + ".part").write_bytes(blob)
+        os.replace(Path(data_dir, name + ".part"), Path(data_dir, name))  # never a half-written file
         print(f"downloaded {url}")
 
 
@@ -161,6 +161,7 @@ def precondition(sigma, sigma_data):
 P_MEAN, P_STD = -1.2, 1.2  # ln σ of training ~ N(P_MEAN, P_STD²): EDM's values (measured: docs/results.md)
 WARMUP_IMAGES = 10_000  # the learning rate rises linearly over the first images (EDM: 10M of 200M)
 EMA_HALFLIFE = 0.05  # the EMA's half-life, a share of the steps so far: it never holds the random init
+RECIPE = "edm-patch"  # saved in each checkpoint: load_checkpoint refuses another recipe's, whose weights mean other things
 
 
 def get_sigmas(sigma_1, sigma_L, L):
@@ -235,7 +236,7 @@ def train(model, ema, opt, data, args, state, ckpt_path):
                             f"last good epoch (try a lower --lr)")
         state["losses"].append(mean)
         tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")  # saved whole, then renamed: never a half-written file
-        torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), recipe="edm-patch",
+        torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), recipe=RECIPE,
                         args=vars(args), **state), tmp)
         os.replace(tmp, ckpt_path)
         print(f"epoch {state['epoch']:>3}{'' if budget else f'/{args.epochs}'} | loss {mean:.4f} | "
@@ -243,21 +244,23 @@ def train(model, ema, opt, data, args, state, ckpt_path):
 
 
 def load_checkpoint(path, model=None, ema=None, opt=None):
-    """The saved dict; given a model, restore model, EMA (and optimiser) from it. A UserError for
-    an unreadable file (missing, truncated, not ours, an earlier recipe's) or another width."""
+    """The saved dict; given a model, restore model, EMA (and optimiser) from it; a one-line UserError if it can't."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("recipe") != "edm-patch":
-        raise UserError(f"{path}: written by an earlier mnist_ncsn.py, whose U-Net had no EDM preconditioning (or "
-                        f"not by mnist_ncsn.py): its weights mean something else here; train a new model")
-    if model is None:  # run() only wants the saved flags, before it builds the model
-        return ckpt
-    if ckpt["args"]["width"] != model.width:
+        ckpt, what = torch.load(path, map_location="cpu", weights_only=True), None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        ckpt, what = None, "missing" if not os.path.exists(path) else e.strerror
+    except Exception:  # torch's message runs to lines, asking for a bug report; torch.save's zips begin PK\3\4
+        ckpt, what = None, {b"": "empty", b"PK\x03\x04": "truncated"}.get(Path(path).read_bytes()[:4])
+    if not isinstance(ckpt, dict) or not {"model", "ema"} <= ckpt.keys():  # toy_ncsn.py's model.pt has no EMA
+        toy = isinstance(ckpt, dict) and "sigmas" in ckpt and "a toy_ncsn.py model, not an mnist_ncsn.py checkpoint"
+        raise UserError(f"{path}: {what or toy or 'not an mnist_ncsn.py checkpoint'}; run `python mnist_ncsn.py`")
+    if ckpt.get("recipe") != RECIPE:
+        raise UserError(f"{path}: written by an earlier mnist_ncsn.py, whose U-Net was another (no 2x2 patches or no "
+                        f"EDM preconditioning): its weights mean something else here; train a new model")
+    if model is not None and ckpt["args"]["width"] != model.width:
         raise UserError(f"{path}: made with --width {ckpt['args']['width']}, this run uses --width {model.width}")
-    try:
-        for part, key in [(model, "model"), (ema, "ema")] + [(opt, "opt")] * (opt is not None):
+    try:  # no model: run() only wants the saved flags, before it builds the model
+        for part, key in [(p, k) for p, k in [(model, "model"), (ema, "ema"), (opt, "opt")] if p is not None]:
             part.load_state_dict(ckpt[key])
     except (KeyError, RuntimeError, ValueError) as e:  # e.g. saved by another version of UNet
         raise UserError(f"{path}: does not fit this model ({' '.join(str(e).split())[:200]})") from None
@@ -567,15 +570,15 @@ def sample(args, net, prior, device):
 def run(args):
     """Train (or load) the model, then sample it and write every output."""
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    try:
+    ckpt_path, training = Path(args.ckpt or Path(args.out) / "checkpoint.pt"), not args.sample_only
+    ckpt = load_checkpoint(ckpt_path) if not training or args.resume else None
+    fill_defaults(args, ckpt, device)
+    model, ema, opt, state, data = build(args, ckpt, ckpt_path, device)
+    try:  # only now: a wrong checkpoint or data folder leaves no new --out behind
         (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as e:
         raise UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
-    ckpt_path, training = Path(args.ckpt or out / "checkpoint.pt"), not args.sample_only
-    ckpt = load_checkpoint(ckpt_path) if not training or args.resume else None
-    fill_defaults(args, ckpt, device)
-    model, ema, opt, state, data = build(args, ckpt, ckpt_path, device)
     if training:
         print(f"training for {f'{args.minutes:g} min' if args.minutes else f'{args.epochs} epochs'} on {len(data):,} "
               f"images from {args.data_dir}", flush=True)

@@ -14,6 +14,8 @@ import math
 import os
 import sys
 import time
+import zipfile
+from pathlib import Path
 
 import torch
 
@@ -94,6 +96,22 @@ def fig_density(path, dist, log_p, data, lim):
     toy.plt.close(fig)
 
 
+def load_model(path, dist, device):
+    """toy_ncsn.py's saved dict (model, sigmas, args); a one-line UserError for a file that is not one."""
+    try:
+        ckpt, what = torch.load(path, map_location=device, weights_only=True), None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        ckpt, what = None, "missing" if not os.path.exists(path) else e.strerror
+    except Exception:  # torch's message runs to lines, asking for a bug report: say what the file is instead
+        head, ckpt = Path(path).read_bytes()[:4], None  # torch.save writes a zip: PK\3\4 first, its index last
+        what = "empty" if not head else "truncated" if head == b"PK\x03\x04" and not zipfile.is_zipfile(path) else None
+    if isinstance(ckpt, dict) and {"model", "ema"} <= ckpt.keys():  # mnist_ncsn.py's checkpoint
+        what = "an mnist_ncsn.py checkpoint, not a toy_ncsn.py model"
+    if what or not isinstance(ckpt, dict) or not {"model", "sigmas", "args"} <= ckpt.keys():
+        raise toy.UserError(f"{path}: {what or 'not a toy_ncsn.py model'}; run `python toy_ncsn.py --dist {dist}`")
+    return ckpt
+
+
 def parse_args(argv=None):
     """Command-line flags; bad values end in a one-line error."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -118,16 +136,17 @@ def run(args):
     device, out = torch.device("cuda" if cuda else "cpu"), args.out or os.path.dirname(args.model) or "."
     if not cuda:
         torch.set_num_threads(1)
-    if not os.path.exists(args.model):
-        raise toy.UserError(f"no {args.model}: run `python toy_ncsn.py --dist {args.dist}` first, or give --model")
-    ckpt = torch.load(args.model, map_location=device)
+    ckpt = load_model(args.model, args.dist, device)
     run_args = ckpt["args"]
     if run_args["dist"] != args.dist:
         raise toy.UserError(f"{args.model} was trained on {run_args['dist']}, not --dist {args.dist}")
     torch.manual_seed(run_args["seed"])  # toy_ncsn.py's first draw after seeding: its training set
     data = toy.DISTS[args.dist](toy.N_DATA).to(device)
-    model = toy.ScoreNet(len(ckpt["model"]["net.0.bias"])).to(device).requires_grad_(False)  # its width
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = toy.ScoreNet(len(ckpt["model"]["net.0.bias"])).to(device).requires_grad_(False)  # its width
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, RuntimeError) as e:  # e.g. saved by another version of ScoreNet
+        raise toy.UserError(f"{args.model}: does not fit this ScoreNet ({' '.join(str(e).split())[:200]})") from None
     if not torch.allclose(model.mean, data.mean(0)):  # the network stores its training set's mean
         raise toy.UserError(f"the training set of {args.model} cannot be redrawn from seed {run_args['seed']}")
     sigma_1, sigma_L = run_args["sigma_1"], run_args["sigma_L"]

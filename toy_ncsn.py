@@ -483,11 +483,11 @@ def run(args):
     if not cuda:
         torch.set_num_threads(1)  # a 128-unit MLP is fastest on one thread, and immune to a busy core
     torch.manual_seed(args.seed)
-    os.makedirs(out, exist_ok=True)
     data = DISTS[args.dist](N_DATA).to(device)
     sigma_1 = args.sigma_1 = args.sigma_1 or torch.cdist(data[:2000], data[:2000]).max().item()
     if sigma_1 <= args.sigma_L:  # --sigma-1, or the data's diameter
         raise UserError(f"σ_1 = {sigma_1:.3g} must be larger than --sigma-L ({args.sigma_L})")
+    os.makedirs(out, exist_ok=True)  # only now: a run refused leaves no folder behind
     model = ScoreNet(HIDDEN, data.mean(0), data.std().item()).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)  # one kernel for all tensors: ~10% faster

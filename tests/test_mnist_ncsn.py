@@ -136,7 +136,7 @@ def test_download_from_local_mirror(tmp_path, mirror, monkeypatch):
         m.download_mnist(tmp_path / "b", [mirror], check_md5=True)
     assert str(e.value).count("MD5 mismatch") == 1 and str(tmp_path / "b") in str(e.value)
     assert all(name in str(e.value) for name in m.FILES)
-    assert list((tmp_path / "b").iterdir()) == []
+    assert not (tmp_path / "b").exists()  # the folder is made for the first file that comes, not before
     # Files whose MD5 matches are accepted: the fixture's own MD5s for three names, one wrong.
     md5 = {name: hashlib.md5((DATA / name).read_bytes()).hexdigest() for name in m.FILES}
     md5["train-labels-idx1-ubyte.gz"] = "0" * 32
@@ -484,7 +484,7 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
     opt.step()
     path = tmp_path / "ckpt.pt"
     torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                    recipe="edm-patch", epoch=3, losses=[2.0, 1.0], args={"width": 8}), path)
+                    recipe=m.RECIPE, epoch=3, losses=[2.0, 1.0], args={"width": 8}), path)
     torch.manual_seed(1)
     model2, ema2 = m.UNet(8), m.UNet(8)  # σ_data 0.5 until the checkpoint's 0.3 is read
     opt2 = torch.optim.Adam(model2.parameters(), lr=1e-3)
@@ -497,12 +497,13 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
     with pytest.raises(m.UserError, match="made with --width 8, this run uses --width 16"):
         m.load_checkpoint(path, m.UNet(16), m.UNet(16))
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(m.UserError, match="not a readable checkpoint"):
+    with pytest.raises(m.UserError, match="junk.pt: not an mnist_ncsn.py checkpoint"):
         m.load_checkpoint(tmp_path / "junk.pt", m.UNet(8), m.UNet(8))
-    # The previous recipe's checkpoints (no EDM preconditioning) are refused, not misread.
-    torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), dsm="log-uniform", args={"width": 8}), path)
-    with pytest.raises(m.UserError, match="ckpt.pt: written by an earlier mnist_ncsn.py, whose U-Net had no EDM"):
-        m.load_checkpoint(path)
+    # Earlier recipes' checkpoints (no EDM preconditioning; the U-Net at 28x28, "edm") are refused, not misread.
+    for tag in [dict(dsm="log-uniform"), dict(recipe="edm")]:
+        torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), args={"width": 8}, **tag), path)
+        with pytest.raises(m.UserError, match="ckpt.pt: written by an earlier mnist_ncsn.py, whose U-Net was another"):
+            m.load_checkpoint(path)
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -530,7 +531,7 @@ def test_cli_writes_every_output(one_epoch):
     assert not (out / "checkpoint.pt.tmp").exists()  # the checkpoint is written whole, then renamed
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and len(ckpt["losses"]) == 1 and ckpt["args"]["width"] == 8
-    assert ckpt["step"] == 2 and ckpt["recipe"] == "edm-patch" and 0 < ckpt["seconds"] < 60
+    assert ckpt["step"] == 2 and ckpt["recipe"] == m.RECIPE and 0 < ckpt["seconds"] < 60
     # The last of 2 steps ran at the rate for half the run done: warm-up 32/10,000 times (1 - 1/2).
     assert ckpt["opt"]["param_groups"][0]["lr"] == pytest.approx(2e-3 * 32 / m.WARMUP_IMAGES / 2)
 
@@ -686,9 +687,59 @@ def test_cli_fails_cleanly_on_bad_input(one_epoch, tmp_path, capsys):
     rc, _, err = cli("--ckpt", ckpt, "--data-dir", DATA, "--n-inpaint", 301, "--out", tmp_path / "o4", module=inp)
     assert_clean_error(rc, err, "--n-inpaint 301", "holds only 300 test images", script="mnist_inpaint.py")
     rc, _, err = cli("--ckpt", tmp_path / "none.pt", "--out", tmp_path / "o5", module=inp)
-    assert_clean_error(rc, err, "none.pt: not a readable checkpoint", script="mnist_inpaint.py")
-    rc, _, err = cli("--ckpt", ckpt, "--out", tmp_path / "file" / "out", module=inp)
+    assert_clean_error(rc, err, "none.pt: missing", script="mnist_inpaint.py")
+    rc, _, err = cli("--ckpt", ckpt, "--data-dir", DATA, "--out", tmp_path / "file" / "out", module=inp)
     assert_clean_error(rc, err, "cannot write to --out", script="mnist_inpaint.py")
+
+
+def bad_file(folder, kind, checkpoint):
+    """A file in `folder` that is not a checkpoint of mnist_ncsn.py: text, empty, `checkpoint` cut short, a model of
+    toy_ncsn.py (its form: the EMA's state dict, the σ's, the run's flags), or one that is missing."""
+    path = folder / f"{kind}.pt"
+    if kind == "toy":
+        sigmas, args = toy.get_sigmas(3.0, 0.01, 10), vars(toy.parse_args(["--dist", "moons", "--sigma-1", "3"]))
+        torch.save({"model": toy.ScoreNet(16).state_dict(), "sigmas": sigmas, "args": args}, path)
+    elif kind != "missing":
+        half = checkpoint.read_bytes()[:checkpoint.stat().st_size // 2]
+        path.write_bytes({"text": b"# notes\n", "empty": b"", "truncated": half}[kind])
+    return path
+
+
+def listing(folder):
+    """Every path under folder, for a before and after."""
+    return sorted(folder.rglob("*"))
+
+
+@pytest.mark.parametrize("kind, what", [("text", "not an mnist_ncsn.py checkpoint"), ("empty", "empty"),
+                                        ("truncated", "truncated"), ("missing", "missing"),
+                                        ("toy", "a toy_ncsn.py model, not an mnist_ncsn.py checkpoint")])
+def test_cli_a_file_that_is_no_checkpoint_fails_in_one_line_and_leaves_nothing(one_epoch, tmp_path, kind, what):
+    path = bad_file(tmp_path, kind, one_epoch[0] / "checkpoint.pt")
+    before = listing(tmp_path)
+    for module, flags in [(m, ["--sample-only", *TINY]), (inp, []), (lik, [])]:
+        rc, _, err = cli(*flags, "--ckpt", path, "--data-dir", DATA, "--out", tmp_path / "out", "--device", "cpu",
+                         module=module)
+        assert rc == 1 and err == f"{module.__name__}.py: error: {path}: {what}; run `python mnist_ncsn.py`\n", err
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "truncated", "toy", "missing"])
+def test_cli_bad_data_fails_in_one_line_and_leaves_nothing(one_epoch, tmp_path, kind):
+    """--data-dir a file or a new folder (no network: nothing to fetch), or an MNIST file in it that is no IDX file."""
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    os.chmod(data, 0o755)
+    (data / "train-images-idx3-ubyte.gz").unlink()
+    path = bad_file(tmp_path, kind, one_epoch[0] / "checkpoint.pt")
+    if kind != "missing":
+        shutil.copy(path, data / "train-images-idx3-ubyte.gz")
+    before = listing(tmp_path)
+    for data_dir, words in [(path if kind != "missing" else tmp_path / "new" / "mnist", "could not download"),
+                            (data, "train-images-idx3-ubyte.gz")]:
+        rc, _, err = cli(*TINY, "--data-dir", data_dir, "--mirror", DEAD, "--out", tmp_path / "out")
+        assert_clean_error(rc, err, str(data_dir), words)
+        assert len(err.splitlines()) == 1, err
+    assert listing(tmp_path) == before
 
 
 def test_cli_nan_loss_keeps_last_good_checkpoint(one_epoch, tmp_path):
@@ -797,7 +848,7 @@ def test_cli_likelihood(one_epoch, tmp_path, monkeypatch):
     assert "5 σ's, 2 probe(s) a digit" in stdout
     assert not np.array_equal(np.load(tmp_path / "two" / "likelihood.npz")["bits"], bits)
     for flags, message in [(["--n-likelihood", 301], "--n-likelihood 301, but"),
-                           (["--ckpt", tmp_path / "none.pt"], "none.pt: not a readable checkpoint")]:
+                           (["--ckpt", tmp_path / "none.pt"], "none.pt: missing")]:
         rc, _, err = cli("--ckpt", first / "checkpoint.pt", "--data-dir", DATA, "--out", tmp_path, *flags, module=lik)
         assert_clean_error(rc, err, message, script="mnist_likelihood.py")
     for flags, message in [(["--N", 1], "argument --N: must be at least 2, not 1"),

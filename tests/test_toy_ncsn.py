@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import mnist_ncsn as m
 import toy_likelihood as lik
 import toy_ncsn as toy
 from conftest import ROOT
@@ -259,12 +260,13 @@ def test_cli_writes_every_output(tmp_path, tiny, capsys):
                                  ["--sigma-L", "0"], ["--sigma-1", "0.005"], ["--eps", "-1"],
                                  ["--eps", "inf"], ["--lr", "nan"], ["--sampler", "ode", "--N", "0"],
                                  ["--sampler", "ddpm", "--N", "-1"]])
-def test_cli_rejects_bad_input_in_one_line(bad, capsys):
+def test_cli_rejects_bad_input_in_one_line(bad, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out, out/toy_heart/, would be here
     with pytest.raises(SystemExit) as e:
         toy.main(bad)
     assert e.value.code != 0  # argparse prints its error; main's one-line exit carries it in the SystemExit
     err = capsys.readouterr().err.strip().splitlines() or [str(e.value.code)]
-    assert not err[-1].startswith("usage: ") and "error:" in err[-1]
+    assert not err[-1].startswith("usage: ") and "error:" in err[-1] and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("sampler", ["sde", "ode", "ddpm", "ddim"])
@@ -277,13 +279,53 @@ def test_every_sampler_runs_from_the_command_line(sampler, tmp_path, tiny, undra
 
 def test_likelihood_refuses_a_missing_or_mismatched_model_in_one_line(tmp_path, tiny, undrawn, capsys):
     toy.main(["--dist", "moons", "--out", str(tmp_path), *TINY[:2], "--T", "1"])
-    for argv, message in [(["--dist", "heart", "--model", str(tmp_path / "none.pt")], "none.pt: run `python toy_ncsn.py"),
+    for argv, message in [(["--dist", "heart", "--model", str(tmp_path / "none.pt")], "none.pt: missing"),
                           (["--dist", "heart", "--model", str(tmp_path / "model.pt")], "trained on moons, not"),
                           (["--dist", "moons", "--model", str(tmp_path / "model.pt"), "--N", "1"], "at least 2")]:
         with pytest.raises(SystemExit) as e:
             lik.main(argv)
         err = capsys.readouterr().err.strip().splitlines() or [str(e.value.code)]
         assert e.value.code != 0 and message in err[-1] and not any("Traceback" in line for line in err), err
+
+
+def bad_model(folder, kind):
+    """A file in `folder` that is no model of toy_ncsn.py: text, empty, a model cut short, a checkpoint of mnist_ncsn.py
+    (its form: model, EMA, optimiser, recipe, flags, training state), or one that is missing."""
+    path = folder / f"{kind}.pt"
+    if kind == "mnist":
+        net = m.UNet(8)
+        opt = torch.optim.Adam(net.parameters())
+        torch.save(dict(model=net.state_dict(), ema=net.state_dict(), opt=opt.state_dict(), recipe=m.RECIPE,
+                        args=vars(m.parse_args([])), epoch=1, step=2, seconds=1.0, losses=[1.0]), path)
+    elif kind == "truncated":
+        torch.save({"model": toy.ScoreNet(16).state_dict(), "sigmas": toy.get_sigmas(3.0, 0.01, 10),
+                    "args": vars(toy.parse_args(["--sigma-1", "3"]))}, path)
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    elif kind != "missing":
+        path.write_bytes({"text": b"# notes\n", "empty": b""}[kind])
+    return path
+
+
+@pytest.mark.parametrize("kind, what", [("text", "not a toy_ncsn.py model"), ("empty", "empty"), ("missing", "missing"),
+                                        ("truncated", "truncated"),
+                                        ("mnist", "an mnist_ncsn.py checkpoint, not a toy_ncsn.py model")])
+def test_likelihood_refuses_a_file_that_is_no_model_in_one_line_and_leaves_nothing(tmp_path, capsys, kind, what):
+    path = bad_model(tmp_path, kind)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as e:
+        lik.main(["--dist", "heart", "--model", str(path), "--out", str(tmp_path / "out")])
+    assert e.value.code == f"toy_likelihood.py: error: {path}: {what}; run `python toy_ncsn.py --dist heart`"
+    assert capsys.readouterr().err == "" and sorted(tmp_path.rglob("*")) == before
+
+
+def test_likelihood_refuses_a_model_of_another_network_in_one_line(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"model": {"net.0.bias": torch.zeros(16)}, "sigmas": toy.get_sigmas(3.0, 0.01, 10),
+                "args": vars(toy.parse_args(["--sigma-1", "3"]))}, path)
+    with pytest.raises(SystemExit) as e:
+        lik.main(["--model", str(path), "--device", "cpu"])
+    assert e.value.code.startswith(f"toy_likelihood.py: error: {path}: does not fit this ScoreNet (Error(s) in loading")
+    assert "\n" not in e.value.code
 
 
 def test_cli_unknown_distribution_exits_cleanly_from_the_shell():
