@@ -4,7 +4,7 @@ dynamics (Algorithm 1), the reverse SDE, the probability-flow ODE, DDPM and DDIM
 toy_ncsn.py. Inpainting (Algorithm 2): mnist_inpaint.py; bits per dimension: mnist_likelihood.py.
 
     python mnist_ncsn.py                        # without CUDA 10 min of training on the CPU, else full
-    python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 64)
+    python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 128)
     python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt --sampler ald
 
 Outputs in --out (default out/mnist/): samples.png/.npy, levels.png, loss.png, checkpoint.pt; MNIST from --data-dir.
@@ -110,11 +110,10 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Noise conditional U-Net returning s_θ(x, σ) ≈ ∇ₓ log p_σ(x): unlike the paper's RefineNet, a small U-Net F_θ in
-    EDM's preconditioning (Table 1), D_θ(x, σ) = c_skip x + c_out F_θ(c_in x, c_noise), whose input and target have unit
-    variance at every σ (σ_data: the training pixels' standard deviation). It runs on 2x2 patches, 1x28x28 -> 4x14x14,
-    14 -> 7 -> 4 and back: at twice the width the same FLOPs as at 28x28 come in larger matrix products, which a CPU
-    runs faster, and hold 4x the parameters (measured: docs/results.md)."""
+    """Noise conditional U-Net s_θ(x, σ) ≈ ∇ₓ log p_σ(x): not the paper's RefineNet but a small U-Net F_θ in EDM's
+    preconditioning (Table 1), D_θ(x, σ) = c_skip x + c_out F_θ(c_in x, c_noise), input and target of unit variance at
+    every σ. It runs on 2x2 patches (1x28x28 -> 4x14x14, 14 -> 7 -> 4 and back): at twice the width, the FLOPs of 28x28
+    come in larger matrix products, which a CPU runs faster, with 4x the parameters (measured: docs/results.md)."""
 
     def __init__(self, width=32, sigma_data=0.5):
         super().__init__()
@@ -159,9 +158,9 @@ def precondition(sigma, sigma_data):
 
 
 P_MEAN, P_STD = -1.2, 1.2  # ln σ of training ~ N(P_MEAN, P_STD²): EDM's values (measured: docs/results.md)
-WARMUP_IMAGES = 10_000  # the learning rate rises linearly over the first images (EDM: 10M of 200M)
+WARMUP_IMAGES = 10_000  # the learning rate rises linearly over the first images (EDM: 10M of 200M), then stays
 EMA_HALFLIFE = 0.05  # the EMA's half-life, a share of the steps so far: it never holds the random init
-RECIPE = "edm-patch"  # saved in each checkpoint: load_checkpoint refuses another recipe's, whose weights mean other things
+RECIPE = "edm-patch"  # saved in each checkpoint: load_checkpoint refuses others, whose weights mean other things
 
 
 def get_sigmas(sigma_1, sigma_L, L):
@@ -188,15 +187,9 @@ def dsm_loss(score, x, sigma_data, p_mean, p_std):
     return (weight * (s * score(x + s * z, sigma) + z).square()).flatten(1).sum(1).mean()
 
 
-def learning_rate(lr, images, done):
-    """EDM's linear warm-up over the first WARMUP_IMAGES, then a linear decay to zero as the run's share `done` of
-    its epochs or minutes (so a resumed run continues it) goes from 0 to 1: the last steps settle the weights."""
-    return lr * min(1, images / WARMUP_IMAGES) * max(0.0, 1 - done)
-
-
 def train(model, ema, opt, data, args, state, ckpt_path):
     """Adam on dsm_loss for --epochs, or --minutes of wall clock: mnist's own train, resuming from `state`, with
-    learning_rate's warm-up and decay, an EMA whose half-life is a share of the steps, a checkpoint every epoch."""
+    EDM's learning-rate warm-up, an EMA whose half-life is a share of the steps, a checkpoint every epoch."""
     amp = args.precision == "bf16"  # the network in bf16; dsm_loss and the EMA stay float32
     # CUDA graphs replay forward and backward in one launch each: this small net is bound by kernel launches.
     mode = "reduce-overhead" if data.device.type == "cuda" else "default"  # batches of one size: the last is dropped
@@ -211,9 +204,7 @@ def train(model, ema, opt, data, args, state, ckpt_path):
         perm = torch.randperm(len(data), device=data.device)
         total, n = torch.zeros((), device=data.device), 0
         for i in range(steps):
-            done = state["seconds"] / budget if budget else state["step"] / (args.epochs * steps)
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(args.lr, (state["step"] + 1) * batch, done)
+            opt.param_groups[0]["lr"] = args.lr * min(1, (state["step"] + 1) * batch / WARMUP_IMAGES)
             with torch.autocast(data.device.type, torch.bfloat16, enabled=amp):
                 loss = dsm_loss(fwd, data[perm[i * batch:(i + 1) * batch]], model.sigma_data, P_MEAN, P_STD)
             opt.zero_grad(set_to_none=True)
@@ -431,15 +422,14 @@ def fig_loss(losses, path):
 # Training flags left out come from the checkpoint read (--sample-only, --resume), else the preset.
 PRESETS = {"gpu": dict(epochs=20, minutes=None, batch_size=128, lr=1e-3, train_size=60000, width=128),
            "cpu": dict(epochs=None, minutes=10.0, batch_size=32, lr=2e-3, train_size=10000, width=32)}
-SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 1e-4  # (measured: docs/results.md)
+SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 2e-5  # (measured: docs/results.md)
 SAMPLER_N = {"sde": 100, "ode": 18, "ddpm": 300, "ddim": 50}  # Karras σ's stepped through
 SIGMA_1, SIGMA_L = 16.0, 0.01  # σ_1: the largest distance between two training digits (NCSNv2's Technique 1)
 SAMPLE_BATCH = 100  # images sampled at a time
 
 
 def bf16_native():
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where autocast pays; elsewhere
-    bf16 is emulated and slower. torch has no public test of it: these two are torch.cpu's own."""
+    """Whether this CPU has native bf16 (AVX512-BF16 or AMX: torch.cpu's own tests), where autocast pays."""
     return any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
@@ -506,8 +496,7 @@ def parse_args(argv=None):
 
 
 def fill_defaults(args, ckpt, device):
-    """Set every flag left out: training ones from the checkpoint, else the preset; sampling ones from the
-    sampler's defaults; the precision from the hardware."""
+    """Fill the flags left out: training ones from the checkpoint or preset, sampling ones per sampler, precision."""
     args.preset = args.preset if args.preset != "auto" else "gpu" if device == "cuda" else "cpu"
     saved = ckpt["args"] if ckpt else {}
     if args.epochs or args.minutes:  # one of the two sets the length: the other is off
@@ -539,9 +528,8 @@ def build(args, ckpt, ckpt_path, device):
     for net in [] if ckpt else [model, ema]:
         net.sigma_data.fill_(data.std())
     print(f"--preset {args.preset}: UNet(width={args.width}), {sum(p.numel() for p in model.parameters()):,} "
-          f"parameters | {device}, {args.precision} | σ_data {model.sigma_data:.3f}", flush=True)
-    if ckpt:
-        print(f"loaded {ckpt_path} (epoch {state['epoch']}, {state['seconds']:.0f} s of training)", flush=True)
+          f"parameters | {device}, {args.precision} | σ_data {model.sigma_data:.3f}" + (f"\nloaded {ckpt_path} (epoch "
+          f"{state['epoch']}, {state['seconds']:.0f} s of training)" if ckpt else ""), flush=True)
     return model, ema, opt, state, data
 
 
