@@ -30,11 +30,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import mnist_ncsn  # noqa: E402
 import mnist_quality as q  # noqa: E402
 
-# Rates at width 16, batch 32, on the 2-core machine with nothing else running, by precision and CPU
-# threads: training images/s and sampling image-evaluations/s (batches of 100). Other widths scale as
-# (16 / width)^1.3, as in mnist_ncsn.py's estimate.
-TRAIN_RATE = {"bf16": {1: 480, 2: 720}, "fp32": {1: 350, 2: 560}}
-SAMPLE_RATE = {"bf16": {1: 1700, 2: 3300}, "fp32": {1: 1000, 2: 2100}}
+# Rates of the U-Net on 2x2 patches at width 32, batch 32, on a 2-core machine (B) with nothing else running,
+# by precision and CPU threads: training images/s and sampling image-evaluations/s (batches of 100). Other
+# widths scale as (32 / width)^1.3.
+TRAIN_RATE = {"bf16": {1: 720, 2: 1100}, "fp32": {1: 525, 2: 800}}
+SAMPLE_RATE = {"bf16": {1: 3700, 2: 5600}, "fp32": {1: 1800, 2: 2600}}
 
 
 def scoring_set(classifier, data_dir, n, prog):
@@ -51,7 +51,7 @@ def estimate(args, n_seeds):
     if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
         return f"{args.n_samples:,} samples per seed, on CUDA (no time estimate for it here)"
     threads = min(torch.get_num_threads(), 2)
-    scale = (16 / args.width) ** 1.3
+    scale = (32 / args.width) ** 1.3
     training = not args.sample_only
     images = args.epochs * min(args.train_size, 60000) if args.epochs else None
     train = training * (images / (TRAIN_RATE[args.precision][threads] * scale) if images else args.minutes * 60)
