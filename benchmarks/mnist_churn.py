@@ -66,8 +66,9 @@ def main():
             seed = ckpt.parent.name[5:]
             run_args = m.parse_args(["--sample-only", "--ckpt", str(ckpt), "--sampler", "ode", "--N", str(args.N),
                                      "--seed", seed, "--n-samples", str(args.n_samples), "--data-dir", args.data_dir])
-            m.fill_defaults(run_args, m.load_checkpoint(ckpt), "cpu")
-            _, ema, _, _, data = m.build(run_args, m.load_checkpoint(ckpt), ckpt, "cpu")
+            saved = m.load_checkpoint(ckpt)
+            m.fill_defaults(run_args, saved, "cpu")
+            _, ema, _, _, data = m.build(run_args, saved, ckpt, "cpu")
             prior = m.gaussian_prior(data, run_args.sigma_1)
             torch.manual_seed(run_args.seed)
             t0 = time.time()
