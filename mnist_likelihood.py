@@ -57,6 +57,12 @@ def log_likelihood(score, x, sigmas, prior, probes=1):
     return prior.log_prob(x) - gain
 
 
+def blur_floor(sigma_L):
+    """The fewest bits/dim a density blurred by N(0, σ_L²I), as p_σ_L is, can give: whatever was blurred, it is at
+    most (2πσ_L²)^(-1/2) high per pixel, so -log₂ p(x)/784 + 8 ≥ 8 - ½ log₂(1/(2πσ_L²)) (2.68 at σ_L = 0.01)."""
+    return 8 - math.log2(1 / (2 * math.pi * sigma_L**2)) / 2
+
+
 def bits_per_dim(args, net, prior, device):
     """Bits per dimension of the first --n-likelihood test digits, dequantised as (k + u)/256, u ~ U(0, 1):
     -log p_θ(x)/(784 ln 2) + 8; returns (bits per digit, the test images, their labels)."""
@@ -104,7 +110,8 @@ def run(args):
     t0 = time.time()
     bits, images, labels = bits_per_dim(args, net, prior, device)
     print(f"bits/dim = {bits.mean():.3f} ± {bits.std() / math.sqrt(len(bits)):.3f} over {len(bits)} test "
-          f"digits (probability-flow ODE, {args.N} σ's, {PROBES} probe(s) a digit, {time.time() - t0:.0f} s)")
+          f"digits (probability-flow ODE, {args.N} σ's, {PROBES} probe(s) a digit, {time.time() - t0:.0f} s); "
+          f"a density blurred by N(0, σ_L²) scores at least {blur_floor(m.SIGMA_L):.2f}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "likelihood.npz", bits=bits.numpy(), labels=labels[:len(bits)].numpy())

@@ -776,6 +776,16 @@ def test_log_likelihood_of_a_gaussian_in_256_dimensions_is_its_closed_form():
     assert errors[1].max() < 0.3 and 3 < errors[0].mean() / errors[1].mean() < 5, errors
 
 
+def test_a_point_mass_blurred_by_sigma_L_scores_the_floor_at_its_centre():
+    """p = δ_μ: p_σ = N(μ, σ²I), whose top, at μ, no density blurred by N(0, σ_L²) can exceed."""
+    mu, x, sigmas = 0.3, torch.full((2, 1, 28, 28), 0.3), m.get_sigmas(16.0, 0.01, 200)
+    prior = FlatPrior(torch.distributions.Independent(torch.distributions.Normal(torch.full((784,), mu), 16.0), 1))
+    log_p = lik.log_likelihood(lambda x, s: -(x - mu) / s[:, None, None, None] ** 2, x, sigmas, prior)
+    bits = -log_p / (784 * math.log(2)) + 8
+    assert lik.blur_floor(0.01) == pytest.approx(2.682, abs=5e-4)  # 8 - ½ log₂ 1591.5
+    assert bits.tolist() == pytest.approx([lik.blur_floor(0.01)] * 2, abs=0.005)  # Heun: -0.0024 (100 σ's: -0.0099)
+
+
 def test_log_likelihood_of_a_correlated_gaussian_within_hutchinsons_error():
     """A non-diagonal Jacobian: one Rademacher probe per image is unbiased, with a spread of its own."""
     torch.manual_seed(0)
@@ -822,7 +832,8 @@ def test_cli_likelihood(one_epoch, tmp_path, monkeypatch):
                           "--n-likelihood", 20, "--N", 5, "--device", "cpu", module=lik)
     assert rc == 0, err
     line = next(ln for ln in stdout.splitlines() if ln.startswith("bits/dim = "))
-    assert line.endswith("s)") and "over 20 test digits (probability-flow ODE, 5 σ's, 1 probe(s) a digit" in line
+    assert line.endswith("s); a density blurred by N(0, σ_L²) scores at least 2.68")
+    assert "over 20 test digits (probability-flow ODE, 5 σ's, 1 probe(s) a digit" in line
     bits = np.load(tmp_path / "likelihood.npz")["bits"]
     mean, se = map(float, line.split()[2:5:2])
     assert bits.shape == (20,) and mean == pytest.approx(bits.mean(), abs=1e-3)
