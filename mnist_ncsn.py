@@ -157,7 +157,7 @@ def precondition(sigma, sigma_data):
     return c_skip, c_out, 1 / (sigma**2 + sigma_data**2).sqrt(), sigma.log() / 4
 
 
-P_MEAN, P_STD = -1.2, 1.2  # ln σ of training ~ N(P_MEAN, P_STD²): EDM's values (measured: docs/results.md)
+P_MEAN, P_STD = -0.4, 1.2  # ln σ of training ~ N(P_MEAN, P_STD²): EDM's P_std, P_mean above its -1.2 (measured)
 WARMUP_IMAGES = 10_000  # the learning rate rises linearly over the first images (EDM: 10M of 200M), then stays
 EMA_HALFLIFE = 0.05  # the EMA's half-life, a share of the steps so far: it never holds the random init
 RECIPE = "edm-patch"  # saved in each checkpoint: load_checkpoint refuses others, whose weights mean other things
