@@ -64,8 +64,12 @@ def parse_args(argv=None):
     add("--L", type=m.positive(int, 2), default=m.ALD_L, help=f"noise levels (default: {m.ALD_L})")
     add("--T", type=m.positive(int), default=m.ALD_T, help=f"Langevin steps a level (default: {m.ALD_T})")
     add("--eps", type=m.positive(float), default=m.EPS, help=f"step size ε, α_i = ε σ_i²/σ_L² (default: {m.EPS:g})")
+    add("--guidance", type=m.positive(float), default=m.GUIDANCE["ald"][0], help="w of autoguidance by the "
+        f"checkpoint's snapshot, as in mnist_ncsn.py; 1: off (default: {m.GUIDANCE['ald'][0]:g})")
+    add("--guide-below", type=m.positive(float), default=m.GUIDANCE["ald"][1],
+        help=f"guide only at σ up to this (default: {m.GUIDANCE['ald'][1]:g})")
     add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network under autocast; "
-        "auto (default): bf16 on a CPU with native bf16, else fp32")
+        "auto (default): as mnist_ncsn.py picks it, uncompiled (a CPU with native bf16), else fp32")
     add("--seed", type=int, default=0, help="random seed (default: 0)")
     add("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present (default: auto)")
     add("--out", default="out/mnist", help="output folder (default: out/mnist)")
@@ -79,11 +83,17 @@ def run(args):
     """Load the checkpoint's EMA model and its prior, complete --n-inpaint test digits --n-completions times each
     by Algorithm 2 on ALD's levels, write inpaint.npz and inpaint.png."""
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    bf16 = args.precision == "bf16" or args.precision == "auto" and device == "cpu" and m.bf16_native()
+    precision, why = m.pick_precision(args.precision, device)
     ckpt = m.load_checkpoint(args.ckpt)
     width, train_size = ckpt["args"]["width"], ckpt["args"]["train_size"]
     net = m.UNet(width).to(device).requires_grad_(False)
     m.load_checkpoint(args.ckpt, m.UNet(width).to(device), net)
+    score, snapshot = net, ckpt.get("snapshot")  # a checkpoint written before snapshots has none
+    if args.guidance != 1 and snapshot is None:
+        print(f"{args.ckpt} holds no snapshot (an earlier mnist_ncsn.py wrote it): inpainting unguided")
+    elif args.guidance != 1:
+        (bad := m.UNet(width).to(device).requires_grad_(False)).load_state_dict(snapshot["ema"])
+        score = m.autoguidance(net, bad, args.guidance, args.guide_below)
     data = m.load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0][:train_size].to(device)
     prior = m.gaussian_prior(data, m.SIGMA_1)  # every sampler starts here
     images, labels = m.load_mnist(args.data_dir, "test", download=True, mirror=args.mirror)
@@ -93,14 +103,15 @@ def run(args):
         (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise m.UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
-    print(f"loaded {args.ckpt} (UNet(width={width}), epoch {ckpt['epoch']}) | {device}, "
-          f"{'bf16' if bf16 else 'fp32'}", flush=True)
+    print(f"loaded {args.ckpt} (UNet(width={width}), epoch {ckpt['epoch']}) | {device}, {precision} ({why})"
+          + (f" | guided by the snapshot of epoch {snapshot['epoch']}, w={args.guidance:g} at σ <= "
+             f"{args.guide_below:g}" if score is not net else ""), flush=True)
     n, k, mask = args.n_inpaint, args.n_completions, make_mask(args.region).to(device)
     y = images[:n].repeat_interleave(k, 0).to(device)  # k copies of each digit, one per chain
     sigmas = m.get_sigmas(m.SIGMA_1, m.SIGMA_L, args.L).to(device)
     torch.manual_seed(args.seed)
-    score, t0 = m.with_progress(net, args.L * args.T + 1), time.time()
-    with torch.autocast(device, torch.bfloat16, enabled=bf16):
+    score, t0 = m.with_progress(score, args.L * args.T + 1), time.time()
+    with torch.autocast(device, torch.bfloat16, enabled=precision == "bf16"):
         x, _ = anneal_langevin_inpaint(score, prior.sample((len(y),)), y, mask, sigmas, args.eps, args.T)
     x = x.clamp(0, 1).float().cpu().reshape(n, k, 28, 28)
     print(f"inpainted {n} test digits x {k} ({args.region} hidden), {args.L * args.T} Langevin steps, "

@@ -7,7 +7,8 @@ Song et al. 2021 (arXiv:2011.13456, Appendix D.2): along dx/dσ = -σ s_θ(x, σ
 
 Outputs in --out (default out/mnist/): likelihood.npz (bits per digit, labels) and likelihood.png (the test
 digits of highest and lowest likelihood). It runs in float32: bf16 moves bits/dim by 0.025 (measured:
-docs/results.md).
+docs/results.md). It reads the EMA alone, never autoguidance: guided scores at different σ are no longer those of
+one density blurred by each σ, so the ODE's change of log-density would no longer be a likelihood.
 """
 import argparse
 import math

@@ -160,6 +160,7 @@ def precondition(sigma, sigma_data):
 P_MEAN, P_STD = -0.4, 1.2  # ln σ of training ~ N(P_MEAN, P_STD²): EDM's P_std, P_mean above its -1.2 (measured)
 WARMUP_IMAGES = 10_000  # the learning rate rises linearly over the first images (EDM: 10M of 200M), then stays
 EMA_HALFLIFE = 0.05  # the EMA's half-life, a share of the steps so far: it never holds the random init
+GUIDE_AT = 0.2  # the snapshot autoguidance samples with: the EMA at this share of the run (measured)
 RECIPE = "edm-patch"  # saved in each checkpoint: load_checkpoint refuses others, whose weights mean other things
 
 
@@ -197,7 +198,7 @@ def train(model, ema, opt, data, args, state, ckpt_path):
     params, ema_params = list(model.parameters()), list(ema.parameters())
     batch = min(args.batch_size, len(data))
     steps, budget = len(data) // batch, args.minutes and args.minutes * 60
-    t0, seconds0, first = time.time(), state["seconds"], None
+    t0, seconds0, ends = time.time(), state["seconds"], [time.time()]
     while state["seconds"] < budget if budget else state["epoch"] < args.epochs:
         state["epoch"] += 1
         torch.manual_seed(args.seed + state["epoch"])  # so a resumed run repeats an uninterrupted one
@@ -214,24 +215,26 @@ def train(model, ema, opt, data, args, state, ckpt_path):
             torch._foreach_lerp_(ema_params, params, 1 - 0.5 ** (1 / (EMA_HALFLIFE * state["step"])))
             total, n = total + loss.detach(), n + 1  # no .item() here: it would wait for the GPU every step
             state["seconds"] = seconds0 + time.time() - t0
-            first = first or (state["step"], time.time())  # rates count from the end of the first step (compiles)
-            if state["step"] == first[0] + 20:
-                rate = 20 * batch / (time.time() - first[1])
-                left = budget - state["seconds"] if budget else (args.epochs * steps - state["step"]) * batch / rate
-                print(f"training at {rate:,.0f} img/s (the first 20 steps): about {left / 60:.1f} min"
-                      + (f", {rate * left / (steps * batch):.0f} epochs" if budget else "") + " to go", flush=True)
             if budget and state["seconds"] >= budget:
                 break
         if not math.isfinite(mean := total.item() / n):
             raise UserError(f"loss is {mean} in epoch {state['epoch']}; stopped, {ckpt_path} keeps the "
                             f"last good epoch (try a lower --lr)")
         state["losses"].append(mean)
+        share = state["seconds"] / budget if budget else state["epoch"] / args.epochs  # of the run, done
+        if state["snapshot"] is None and share >= GUIDE_AT:  # autoguidance's bad model; a resumed run keeps it
+            state["snapshot"] = dict(ema=copy.deepcopy(ema.state_dict()), epoch=state["epoch"], share=share)
         tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")  # saved whole, then renamed: never a half-written file
         torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), recipe=RECIPE,
                         args=vars(args), **state), tmp)
         os.replace(tmp, ckpt_path)
         print(f"epoch {state['epoch']:>3}{'' if budget else f'/{args.epochs}'} | loss {mean:.4f} | "
               f"{state['seconds']:.0f} s", flush=True)
+        if len(ends := ends + [time.time()]) == 3:  # after .item(): the GPU's time. The second epoch's rate (the
+            rate = steps * batch / (ends[2] - ends[1])  # first compiles) holds for the run; 20 steps' did not
+            left = budget - state["seconds"] if budget else (args.epochs - state["epoch"]) * steps * batch / rate
+            print(f"training at {rate:,.0f} img/s (the second epoch): about {left / 60:.1f} min"
+                  + (f", {rate * left / (steps * batch):.0f} more epochs" if budget else "") + " to go", flush=True)
 
 
 def load_checkpoint(path, model=None, ema=None, opt=None):
@@ -360,6 +363,31 @@ def ddim(score, x, sigmas, denoise=True):
     return (tweedie(score, x, levels[-1]) if denoise else x), trace
 
 
+def autoguidance(good, bad, w, sigma_max=math.inf):
+    """Autoguidance (Karras et al. 2024, arXiv:2406.02507): s = s_bad + w (s_good - s_bad) for σ <= sigma_max, else
+    s_good; w = 1 is no guidance. `bad` is the same network earlier in training: its errors are the final one's,
+    larger, so s_good - s_bad points away from them, towards the data. Guidance only at small σ (Kynkäänniemi et al.
+    2024, arXiv:2404.07724) leaves the large σ's, where the classes are chosen, unnarrowed."""
+    def guided(x, sigma):
+        """The guided score; σ is compared on the host (on CUDA a small wait per call, as for every sampler step)."""
+        s_good = good(x, sigma)
+        if w == 1 or sigma[0].item() > sigma_max:
+            return s_good
+        s_bad = bad(x, sigma)
+        return s_bad + w * (s_good - s_bad)
+    return guided
+
+
+def counted(score):
+    """score, counting its calls in .calls: the evaluations a sampler reports are counted, not computed."""
+    def wrapped(x, sigma):
+        """score(x, sigma), counted."""
+        wrapped.calls += 1
+        return score(x, sigma)
+    wrapped.calls = 0
+    return wrapped
+
+
 def with_progress(score, total, every=15.0):
     """Wrap a score network to print σ, img/s and time left every `every` s of `total` calls: samplers stay clean."""
     calls, t0, t_print = 0, time.time(), time.time()
@@ -424,13 +452,22 @@ PRESETS = {"gpu": dict(epochs=20, minutes=None, batch_size=128, lr=1e-3, train_s
            "cpu": dict(epochs=None, minutes=10.0, batch_size=32, lr=2e-3, train_size=10000, width=32)}
 SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 2e-5  # (measured: docs/results.md)
 SAMPLER_N = {"sde": 100, "ode": 18, "ddpm": 300, "ddim": 50}  # Karras σ's stepped through
+GUIDANCE = {"ald": (1.0, 1.0), "sde": (1.5, 1.0), "ode": (2.0, 1.0), "ddpm": (1.0, 1.0), "ddim": (1.0, 1.0)}  # w, σ
 SIGMA_1, SIGMA_L = 16.0, 0.01  # σ_1: the largest distance between two training digits (NCSNv2's Technique 1)
 SAMPLE_BATCH = 100  # images sampled at a time
 
 
-def bf16_native():
-    """Whether this CPU has native bf16 (AVX512-BF16 or AMX: torch.cpu's own tests), where autocast pays."""
-    return any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+def pick_precision(precision, device, compiled=False):
+    """--precision auto: bf16 where the hardware has it and it was measured to pay, else fp32; returns (it, why)."""
+    if precision != "auto":
+        return precision, "as asked"
+    if device == "cuda":  # a T4 (7.5) or V100 (7.0) has no bf16 units: emulated, slower than float32
+        cc = torch.cuda.get_device_capability()
+        why = "no native bf16" if cc < (8, 0) else "compiled" if compiled else "eager bf16 measured slower"
+        return "bf16" if cc >= (8, 0) and compiled else "fp32", f"auto: compute capability {cc[0]}.{cc[1]}, {why}"
+    tests = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # AVX512-BF16 or AMX: torch.cpu's own tests
+    native = any(getattr(torch.cpu, f, lambda: False)() for f in tests)
+    return ("bf16", "auto: the CPU has native bf16") if native else ("fp32", "auto: no native bf16 on this CPU")
 
 
 def positive(kind, least=None):
@@ -456,7 +493,8 @@ def parse_args(argv=None):
     add("--preset", choices=["auto", "cpu", "gpu"], default="auto", help="defaults of the training flags: gpu the "
         "full run, cpu ten minutes of training on any CPU; auto (default): gpu on CUDA, else cpu")
     add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network under autocast (loss, "
-        "sampler, EMA stay float32); auto (default): bf16 on a CPU with native bf16 and on CUDA with --compile")
+        "sampler, EMA stay float32); auto (default): bf16 on a CPU with native bf16 and, with --compile, on CUDA "
+        "of compute capability 8.0 or later (no T4, no V100), else fp32")
     add("--seed", type=int, default=0, help="random seed (default: 0)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive(int), help=f"train this many epochs (default: {g['epochs']}, gpu)")
@@ -478,6 +516,10 @@ def parse_args(argv=None):
         + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
     add("--schedule", choices=["karras", "geometric"], default="karras", help="sde/ode/ddpm/ddim: EDM's σ's (ρ = 7) "
         "or the paper's geometric ones (default: karras; ald: geometric)")
+    add("--guidance", type=positive(float), help="w of autoguidance by the run's snapshot, s = s_bad + w (s_good - "
+        "s_bad); 1: off (default: " + ", ".join(f"{w:g} for {s}" for s, (w, _) in GUIDANCE.items()) + ")")
+    add("--guide-below", type=positive(float), help="guide only at σ up to this (default: " + ", ".join(
+        f"{c:g} for {s}" for s, (_, c) in GUIDANCE.items()) + ")")
     add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ")
     add("--compile", action="store_true", help="torch.compile the training step (CUDA: CUDA graphs, channels_last)")
     add("--resume", action="store_true", help="continue training from --ckpt")
@@ -506,9 +548,9 @@ def fill_defaults(args, ckpt, device):
             setattr(args, name, saved[name] if name in saved else value)
     args.N = args.N or SAMPLER_N.get(args.sampler)
     args.T = args.T if args.T is not None else {"ald": ALD_T, "sde": SDE_T}.get(args.sampler, 0)
-    if args.precision == "auto":
-        native = device == "cuda" and args.compile or device == "cpu" and bf16_native()
-        args.precision = "bf16" if native else "fp32"
+    args.guidance, args.guide_below = [v if v is not None else d for v, d in
+                                       zip((args.guidance, args.guide_below), GUIDANCE[args.sampler])]
+    args.precision, args.precision_why = pick_precision(args.precision, device, args.compile)
 
 
 def build(args, ckpt, ckpt_path, device):
@@ -520,29 +562,36 @@ def build(args, ckpt, ckpt_path, device):
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device == "cuda")
-    state = dict(epoch=0, step=0, seconds=0.0, losses=[])
+    state = dict(epoch=0, step=0, seconds=0.0, losses=[], snapshot=None)
     if ckpt:  # checked before the data is read: a wrong file fails at once
         load_checkpoint(ckpt_path, model, ema, opt if args.resume else None)
-        state = {k: ckpt[k] for k in state}
+        state = {k: ckpt.get(k, v) for k, v in state.items()}  # one written before snapshots has none
     data = load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0][:args.train_size].to(device)
     for net in [] if ckpt else [model, ema]:
         net.sigma_data.fill_(data.std())
     print(f"--preset {args.preset}: UNet(width={args.width}), {sum(p.numel() for p in model.parameters()):,} "
-          f"parameters | {device}, {args.precision} | σ_data {model.sigma_data:.3f}" + (f"\nloaded {ckpt_path} (epoch "
-          f"{state['epoch']}, {state['seconds']:.0f} s of training)" if ckpt else ""), flush=True)
+          f"parameters | {device}, {args.precision} ({args.precision_why}) | σ_data {model.sigma_data:.3f}"
+          + (f"\nloaded {ckpt_path} (epoch {state['epoch']}, {state['seconds']:.0f} s of training)" if ckpt else ""),
+          flush=True)
     return model, ema, opt, state, data
 
 
-def sample(args, net, prior, device):
-    """Run --sampler on --n-samples images from the prior, SAMPLE_BATCH at a time; returns (samples, the first
-    batch's trace, the σ of each trace entry, network evaluations per image)."""
+def sample(args, ema, snapshot, prior, device):
+    """Run --sampler on --n-samples images from the prior, SAMPLE_BATCH at a time, by the EMA's score or, with
+    --guidance and a snapshot, the guided one; returns (samples, the first batch's trace, the σ of each trace
+    entry, network evaluations per image)."""
     ald, denoise, samples, trace = args.sampler == "ald", not args.no_denoise, [], None
     sigmas = (get_sigmas if ald or args.schedule == "geometric" else karras_sigmas)(
         args.sigma_1, args.sigma_L, args.L if ald else args.N).to(device)
     per_step = {"ald": args.T, "sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)
-    nfe = (len(sigmas) if ald else len(sigmas) - 1) * per_step + denoise
+    calls = (len(sigmas) if ald else len(sigmas) - 1) * per_step + denoise  # of the score, guided or not
     sizes = [min(SAMPLE_BATCH, args.n_samples - i) for i in range(0, args.n_samples, SAMPLE_BATCH)]
-    score = with_progress(net, nfe * len(sizes))
+    nets = [counted(ema)]
+    if snapshot is not None and args.guidance != 1:  # the bad model: the EMA's architecture, the snapshot's weights
+        (bad := copy.deepcopy(ema)).load_state_dict(snapshot["ema"])
+        nets.append(counted(bad))
+    score = with_progress(autoguidance(*nets, args.guidance, args.guide_below) if len(nets) > 1 else nets[0],
+                          calls * len(sizes))
     sampler = dict(ald=anneal_langevin, sde=reverse_sde, ode=probability_flow_ode, ddpm=ddpm, ddim=ddim)[args.sampler]
     langevin_args = (args.eps, args.T) if args.sampler in ("ald", "sde") else ()  # ε and T: Langevin's only
     for n in sizes:
@@ -552,7 +601,7 @@ def sample(args, net, prior, device):
         samples.append(x.clamp(0, 1).float().cpu())
         trace = trace or [t[:5].float().cpu() for t in steps]  # the figure shows five; free the rest
     levels = sigmas.tolist()  # ALD's trace[0], the start, is drawn for σ_1; then one entry per level
-    return torch.cat(samples), trace, levels[:1] * ald + levels, nfe
+    return torch.cat(samples), trace, levels[:1] * ald + levels, sum(f.calls for f in nets) // len(sizes)
 
 
 def run(args):
@@ -575,12 +624,15 @@ def run(args):
         print(f"training took {time.time() - t0:.1f} s ({state['epoch']} epochs)" + (f", peak GPU memory "
               f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device == "cuda" else ""))
         fig_loss(state["losses"], out / "loss.png")
-    prior = gaussian_prior(data, args.sigma_1)  # every sampler starts here
+    prior, snapshot = gaussian_prior(data, args.sigma_1), state["snapshot"]  # every sampler starts at the prior
+    if snapshot is None and args.guidance != 1:
+        print(f"{ckpt_path} holds no snapshot (an earlier mnist_ncsn.py wrote it): sampling unguided", flush=True)
     torch.manual_seed(args.seed)
     t0 = time.time()
-    x, trace, levels, nfe = sample(args, ema, prior, device)
+    x, trace, levels, nfe = sample(args, ema, snapshot, prior, device)
     how = (f"L={args.L}, T={args.T}, ε={args.eps:.3g}" if args.sampler == "ald" else f"N={args.N} {args.schedule}"
-           + (f", T={args.T}, ε={args.eps:.3g}" if args.sampler == "sde" and args.T else ""))
+           + (f", T={args.T}, ε={args.eps:.3g}" if args.sampler == "sde" and args.T else "")) + (
+        f", w={args.guidance:g} at σ <= {args.guide_below:g}" if snapshot and args.guidance != 1 else "")
     print(f"sampled {args.n_samples} images by {args.sampler} ({how}): {nfe} network evaluations each, in "
           f"{time.time() - t0:.1f} s")
     np.save(out / "samples.npy", x[:, 0].numpy().astype(np.float32))

@@ -2,6 +2,7 @@
 
     python benchmarks/mnist_seeds.py --data-dir data/mnist                # the preset, seeds 0 1 2
     python benchmarks/mnist_seeds.py --data-dir data/mnist --out out/seeds_e20 -- --epochs 20
+    python benchmarks/mnist_seeds.py --data-dir data/mnist --keep-epochs     # for benchmarks/mnist_guidance.py
 
 Each seed runs `python mnist_ncsn.py --seed S --n-samples 1000 --out OUT/seed_S --data-dir DIR`
 (plus any flags after `--`) as a user would start it, its progress shown as it goes. Its
@@ -64,14 +65,20 @@ def estimate(args, n_seeds):
             f"{threads} CPU thread(s), {n_seeds * (train + sample) / 60:.0f} min for {n_seeds} seed(s)")
 
 
-def run_seed(cmd):
-    """Run one mnist_ncsn.py, echo its lines as they come; return (rc, wall s, its lines)."""
+def run_seed(cmd, keep=None):
+    """Run one mnist_ncsn.py, echo its lines as they come; return (rc, wall s, its lines). With keep (its
+    checkpoint.pt), copy the EMA after each epoch, as the line "epoch N" says it is written, to epochs/eNNN.pt."""
     t0, lines = time.time(), []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as p:
         for line in p.stdout:
             print("  | " + line, end="", flush=True)
             lines.append(line.strip())
+            if keep and (m := re.match(r"epoch +(\d+)", line)):
+                ckpt = torch.load(keep, map_location="cpu", weights_only=True)
+                (keep.parent / "epochs").mkdir(exist_ok=True)
+                torch.save({k: ckpt[k] for k in ("ema", "epoch", "seconds", "args")},
+                           keep.parent / "epochs" / f"e{int(m[1]):03d}.pt")
     return p.returncode, time.time() - t0, lines
 
 
@@ -95,6 +102,8 @@ def main(argv=None):
     p.add_argument("--out", default="out/mnist_seeds",
                    help="one folder per seed goes in here, OUT/seed_S (default: out/mnist_seeds)")
     p.add_argument("--data-dir", default="data/mnist", help="MNIST .gz files (default: data/mnist)")
+    p.add_argument("--keep-epochs", action="store_true", help="keep the EMA after every epoch in "
+                   "OUT/seed_S/epochs/ (for benchmarks/mnist_guidance.py's snapshots of other ages)")
     p.add_argument("--classifier", default=str(q.CLASSIFIER),
                    help="the classifier's weights (default: benchmarks/mnist_classifier.pt)")
     argv = sys.argv[1:] if argv is None else argv
@@ -133,7 +142,7 @@ def main(argv=None):
         cmd = [sys.executable, str(ROOT / "mnist_ncsn.py"), "--seed", str(seed), "--n-samples",
                str(args.n_samples), "--out", str(out), "--data-dir", args.data_dir, *extra]
         print(f"seed {seed}: python mnist_ncsn.py {' '.join(cmd[2:])}", flush=True)
-        rc, wall, lines = run_seed(cmd)
+        rc, wall, lines = run_seed(cmd, out / "checkpoint.pt" if args.keep_epochs else None)
         if rc:
             sys.exit(f"mnist_seeds.py: error: seed {seed} failed ({lines[-1] if lines else rc})")
         rows.append((f"seed {seed}", *score(np.load(out / "samples.npy")), *timing(lines), wall))

@@ -465,6 +465,53 @@ def test_masks_and_progress_lines(capsys):
     assert all("img/s" in ln and ln.endswith("s left") for ln in lines)
 
 
+def test_autoguidance_of_two_gaussians_is_the_closed_form():
+    """Guiding p_good = N(μ_g, v_g + σ²) by p_bad = N(μ_b, v_b + σ²): s_bad + w (s_good - s_bad) is the score of the
+    Gaussian whose precision and precision-weighted mean are extrapolated from the bad model through the good one,
+    a = w/(v_g + σ²) + (1 - w)/(v_b + σ²), mean = (w μ_g/(v_g + σ²) + (1 - w) μ_b/(v_b + σ²))/a."""
+    mu_g, v_g, mu_b, v_b, calls = 0.3, 0.04, 0.1, 0.2, []  # the bad model: blurrier, its mean off
+
+    def gaussian(mu, v, name):
+        """The exact score of N(mu, v + σ²) per pixel, its calls logged."""
+        return lambda x, s: calls.append(name) or -(x - mu) / (v + s[:, None, None, None] ** 2)
+
+    good, bad = gaussian(mu_g, v_g, "good"), gaussian(mu_b, v_b, "bad")
+    x = torch.randn(6, 1, 28, 28, dtype=torch.float64)
+    for w in [0.5, 1.5, 2.0, 3.0]:
+        for sigma in [0.05, 0.5]:
+            a = w / (v_g + sigma**2) + (1 - w) / (v_b + sigma**2)
+            mean = (w * mu_g / (v_g + sigma**2) + (1 - w) * mu_b / (v_b + sigma**2)) / a
+            guided = m.autoguidance(good, bad, w, 1.0)(x, m.sigma_like(x, sigma))
+            assert torch.allclose(guided, -(x - mean) * a, rtol=1e-12, atol=1e-12), (w, sigma)
+            if w > 1:  # sharper than the good model, its mean pushed past μ_g, away from μ_b
+                assert 1 / a < v_g + sigma**2 and mean > mu_g
+    assert m.autoguidance(good, bad, 2.0, 1.0)(x, m.sigma_like(x, 0.05))[0, 0, 0, 0] == pytest.approx(
+        -(x[0, 0, 0, 0].item() - 0.32346) * 42.120, rel=1e-4)  # σ = 0.05: a = 2/0.0425 - 1/0.2025
+    calls.clear()  # w = 1, and σ above the interval: the good score unchanged, the bad model never asked
+    s, big = m.sigma_like(x, 0.5), m.sigma_like(x, 2.0)
+    assert torch.equal(m.autoguidance(good, bad, 1.0)(x, s), good(x, s))
+    assert torch.equal(m.autoguidance(good, bad, 2.0, 1.0)(x, big), good(x, big))
+    assert calls == ["good"] * 4
+
+
+def test_precision_auto_asks_the_card(monkeypatch):
+    """On CUDA, bf16 only with --compile on compute capability 8.0 or later (no T4, no V100); the CPU's own test."""
+    for capability, compiled, want in [((8, 0), True, "bf16"), ((9, 0), True, "bf16"), ((7, 5), True, "fp32"),
+                                       ((7, 0), True, "fp32"), ((8, 0), False, "fp32")]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, cc=capability: cc)
+        precision, why = m.pick_precision("auto", "cuda", compiled)
+        assert precision == want and f"compute capability {capability[0]}.{capability[1]}" in why
+        args = m.parse_args(["--compile"] if compiled else [])
+        m.fill_defaults(args, None, "cuda")  # the path the script takes: --preset auto is gpu on CUDA
+        assert (args.preset, args.precision) == ("gpu", want)
+    assert m.pick_precision("fp32", "cuda", True) == ("fp32", "as asked")
+    assert m.pick_precision("bf16", "cpu") == ("bf16", "as asked")
+    for avx512_bf16, amx, want in [(False, False, "fp32"), (True, False, "bf16"), (False, True, "bf16")]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert m.pick_precision("auto", "cpu")[0] == want
+
+
 # ----------------------------------------------------------------------------------- checkpoint
 def test_checkpoint_round_trip_and_validation(tmp_path):
     torch.manual_seed(0)
@@ -510,8 +557,8 @@ def one_epoch(tmp_path_factory):
 def test_cli_writes_every_output(one_epoch):
     out, stdout = one_epoch
     first = stdout.splitlines()[0]  # said at once: preset, size, device and precision
-    assert first.startswith("--preset cpu: UNet(width=8), 26,460 parameters | cpu, "
-                            + ("bf16" if m.bf16_native() else "fp32") + " | σ_data 0.3"), first
+    precision, why = m.pick_precision("auto", "cpu")
+    assert first.startswith(f"--preset cpu: UNet(width=8), 26,460 parameters | cpu, {precision} ({why}) | σ_data 0.3")
     assert "training for 1 epochs on 32 images" in stdout
     samples = np.load(out / "samples.npy")
     assert samples.shape == (4, 28, 28) and samples.dtype == np.float32
@@ -569,15 +616,21 @@ def test_cli_resume_download_and_sample_only(tmp_path, mirror, monkeypatch):
 @pytest.mark.parametrize("sampler, precision, evaluations", [
     ("ald", "fp32", 6), ("ald", "bf16", 6), ("sde", "bf16", 9), ("ode", "fp32", 9), ("ddpm", "bf16", 5),
     ("ddim", "fp32", 5)])
-def test_cli_every_sampler_and_precision(one_epoch, tmp_path, monkeypatch, sampler, precision, evaluations):
+@pytest.mark.parametrize("guided", [False, True])
+def test_cli_every_sampler_and_precision(one_epoch, tmp_path, monkeypatch, sampler, precision, evaluations, guided):
     """From the tiny run's checkpoint: L = 5 levels of T = 1 (ald), N = 5 σ's (sde with one corrector
-    step, Heun's two evaluations a step for ode), the Tweedie step last; 4 images in batches of 3."""
+    step, Heun's two evaluations a step for ode), the Tweedie step last; 4 images in batches of 3. Guided at
+    σ <= 1, the snapshot is evaluated too wherever the sampler asks for σ <= 1: at ald's last three geometric σ's
+    (0.4, 0.063, 0.01) and Tweedie's; elsewhere at Karras's last two (0.146, 0.01) as often as the sampler evaluates
+    them (sde: one predictor and two corrector steps, ode: Heun's three slopes) and Tweedie's."""
     first, _ = one_epoch
     monkeypatch.setattr(m, "SAMPLE_BATCH", 3)
-    rc, stdout, err = cli("--sample-only", "--ckpt", first / "checkpoint.pt", "--out", tmp_path,
-                          "--data-dir", DATA, "--sampler", sampler, "--precision", precision, *TINY, cwd=tmp_path)
+    rc, stdout, err = cli("--sample-only", "--ckpt", first / "checkpoint.pt", "--out", tmp_path, "--data-dir", DATA,
+                          "--sampler", sampler, "--precision", precision, "--guidance", 2 if guided else 1,
+                          "--guide-below", 1, *TINY, cwd=tmp_path)
     assert rc == 0, err
-    assert f"| cpu, {precision} |" in stdout
+    evaluations += guided * {"ald": 4, "sde": 4, "ode": 4, "ddpm": 2, "ddim": 2}[sampler]
+    assert f"| cpu, {precision} (as asked) |" in stdout and ("w=2 at σ <= 1" in stdout) == guided
     assert f"sampled 4 images by {sampler} (" in stdout and f"): {evaluations} network evaluations" in stdout
     samples = np.load(tmp_path / "samples.npy")
     assert samples.shape == (4, 28, 28) and np.isfinite(samples).all() and samples.std() > 0
@@ -590,7 +643,7 @@ def test_cli_minutes_trains_to_the_clock_and_resumes(tmp_path):
                           cwd=tmp_path)
     assert rc == 0, err
     assert "training for 0.02 min on 500 images" in stdout
-    assert "training at " in stdout and "img/s (the first 20 steps): about 0.0 min, " in stdout  # after 21 steps
+    assert "training at " in stdout and "img/s (the second epoch): about 0.0 min, " in stdout
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 1.2 <= ckpt["seconds"] < 2.2 and ckpt["args"]["minutes"] == 0.02 and ckpt["args"]["epochs"] is None
     warm = lambda ckpt: 2e-3 * min(1, ckpt["step"] * 16 / m.WARMUP_IMAGES)  # noqa: E731  the warm-up by steps
@@ -600,6 +653,101 @@ def test_cli_minutes_trains_to_the_clock_and_resumes(tmp_path):
     again = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 2.4 <= again["seconds"] < 3.4 and again["step"] > ckpt["step"] and len(again["losses"]) > len(ckpt["losses"])
     assert again["opt"]["param_groups"][0]["lr"] == pytest.approx(warm(again))  # not restarted by the resume
+
+
+def recorded_saves(monkeypatch):
+    """Patch torch.save to keep, for each checkpoint train() writes: its epoch, seconds, the snapshot's epoch and the
+    EMA's weights."""
+    seen, save = [], torch.save
+
+    def recording(obj, path):
+        """torch.save, after noting what a checkpoint holds."""
+        if isinstance(obj, dict) and "ema" in obj:
+            seen.append(dict(epoch=obj["epoch"], seconds=obj["seconds"], ema={k: v.clone() for k, v in obj["ema"].items()},
+                             snapshot=obj["snapshot"] and obj["snapshot"]["epoch"]))
+        save(obj, path)
+    monkeypatch.setattr(torch, "save", recording)
+    return seen
+
+
+def assert_same_weights(a, b):
+    """Two state dicts hold the same tensors (to float32 round-off: a resumed run's Adam state is reloaded)."""
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_snapshot_is_the_ema_after_the_promised_epoch(tmp_path, monkeypatch):
+    """The snapshot is the EMA after the first epoch that ends at or past GUIDE_AT of the run: by epochs for
+    --epochs, by the clock for --minutes; a run stopped and resumed before or after it keeps the same one."""
+    seen = recorded_saves(monkeypatch)
+    rc, _, err = cli(*TINY, "--data-dir", DATA, "--epochs", 10, "--out", tmp_path / "straight")
+    assert rc == 0, err
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["snapshot"]
+    assert m.GUIDE_AT == 0.2 and straight["epoch"] == 2 and straight["share"] == 0.2  # 2 of 10 epochs
+    assert [r["snapshot"] for r in seen] == [None] + [2] * 9
+    assert_same_weights(straight["ema"], seen[1]["ema"])
+    for stop_after in [1, 3]:  # Ctrl-C after the first (no snapshot yet) or the third checkpoint, then --resume
+        out, replace, count = tmp_path / f"stopped_{stop_after}", os.replace, []
+
+        def replace_then_stop(src, dst):
+            """os.replace, then a KeyboardInterrupt after the `stop_after`-th checkpoint."""
+            replace(src, dst)
+            count.append(dst)
+            if len(count) == stop_after:
+                raise KeyboardInterrupt
+        monkeypatch.setattr(m.os, "replace", replace_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            cli(*TINY, "--data-dir", DATA, "--epochs", 10, "--out", out)
+        monkeypatch.setattr(m.os, "replace", replace)
+        rc, _, err = cli(*TINY, "--data-dir", DATA, "--epochs", 10, "--out", out, "--resume")
+        assert rc == 0, err
+        resumed = torch.load(out / "checkpoint.pt", weights_only=True)["snapshot"]
+        assert resumed["epoch"] == 2
+        assert_same_weights(resumed["ema"], straight["ema"])
+    seen.clear()  # by the clock: 0.03 min, so the snapshot is the EMA after the first epoch ending at 0.36 s or later
+    rc, _, err = cli(*TINY, "--train-size", 128, "--data-dir", DATA, "--minutes", 0.03, "--out", tmp_path / "clock")
+    assert rc == 0, err
+    clock = torch.load(tmp_path / "clock" / "checkpoint.pt", weights_only=True)["snapshot"]
+    at = seen[clock["epoch"] - 1]
+    assert all(r["seconds"] < 0.36 for r in seen[:clock["epoch"] - 1]) and at["seconds"] >= 0.36, [r["seconds"] for r in seen]
+    assert len(seen) > clock["epoch"] and clock["share"] == pytest.approx(at["seconds"] / 1.8)
+    assert_same_weights(clock["ema"], at["ema"])
+
+
+def test_cli_guidance_flags_and_a_checkpoint_without_snapshot(one_epoch, tmp_path, capsys):
+    first, _ = one_epoch
+    for parse_args in [m.parse_args, inp.parse_args]:
+        for argv, message in [(["--guidance", "0"], "argument --guidance: must be above 0, not 0"),
+                              (["--guidance", "-1"], "argument --guidance: must be above 0, not -1"),
+                              (["--guidance", "inf"], "argument --guidance: must be above 0, not inf"),
+                              (["--guidance", "strong"], "argument --guidance: invalid float value: 'strong'"),
+                              (["--guide-below", "0"], "argument --guide-below: must be above 0, not 0")]:
+            assert_usage_error(parse_args, argv, message, capsys)
+    ckpt = torch.load(first / "checkpoint.pt", weights_only=True)
+    assert ckpt["snapshot"]["epoch"] == 1  # one epoch: the end is past GUIDE_AT
+    del ckpt["snapshot"]  # as mnist_ncsn.py wrote its checkpoints before it kept one
+    torch.save(ckpt, old := tmp_path / "old.pt")
+    rc, stdout, err = cli("--sample-only", "--ckpt", old, "--out", tmp_path / "o", "--data-dir", DATA, "--sampler",
+                          "sde", "--guidance", 2, *TINY)
+    assert rc == 0, err
+    assert f"{old} holds no snapshot (an earlier mnist_ncsn.py wrote it): sampling unguided" in stdout
+    assert "(N=5 karras, T=1, ε=2e-05): 9 network evaluations each" in stdout  # unguided
+    rc, stdout, err = cli("--ckpt", old, "--data-dir", DATA, "--n-inpaint", 1, "--n-completions", 1, "--L", 2,
+                          "--guidance", 2, "--out", tmp_path / "i", "--device", "cpu", module=inp)
+    assert rc == 0 and "old.pt holds no snapshot (an earlier mnist_ncsn.py wrote it): inpainting unguided" in stdout
+
+
+def test_cli_gpu_preset_runs_end_to_end_on_the_cpu(tmp_path):
+    """--preset gpu's plumbing (batch 128, 60,000 images, 20 epochs, its learning rate) with a small width, a
+    few hundred images and one epoch, so that it cannot rot unseen where there is no GPU."""
+    rc, stdout, err = cli("--preset", "gpu", "--device", "cpu", "--width", 16, "--train-size", 300, "--epochs", 1,
+                          "--n-samples", 3, "--N", 4, "--data-dir", DATA, "--out", tmp_path)
+    assert rc == 0, err
+    assert stdout.startswith("--preset gpu: UNet(width=16), ") and "training for 1 epochs on 300 images" in stdout
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 2 and ckpt["args"]["batch_size"] == 128 and ckpt["snapshot"]["epoch"] == 1
+    assert ckpt["opt"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 256 / m.WARMUP_IMAGES)  # gpu's lr, warming
+    samples = np.load(tmp_path / "samples.npy")
+    assert samples.shape == (3, 28, 28) and np.isfinite(samples).all() and samples.std() > 0
 
 
 def test_cli_inpaint(one_epoch, tmp_path):
