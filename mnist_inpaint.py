@@ -65,9 +65,8 @@ def parse_args(argv=None):
     add("--T", type=m.positive(int), default=m.ALD_T, help=f"Langevin steps a level (default: {m.ALD_T})")
     add("--eps", type=m.positive(float), default=m.EPS, help=f"step size ε, α_i = ε σ_i²/σ_L² (default: {m.EPS:g})")
     add("--guidance", type=m.positive(float), default=m.GUIDANCE["ald"][0], help="w of autoguidance by the "
-        f"checkpoint's snapshot, as in mnist_ncsn.py; 1: off (default: {m.GUIDANCE['ald'][0]:g})")
-    add("--guide-below", type=m.positive(float), default=m.GUIDANCE["ald"][1],
-        help=f"guide only at σ up to this (default: {m.GUIDANCE['ald'][1]:g})")
+        f"checkpoint's snapshot at σ <= {m.GUIDANCE['ald'][1]:g}, as mnist_ncsn.py's ald; 1: off "
+        f"(default: {m.GUIDANCE['ald'][0]:g})")
     add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network under autocast; "
         "auto (default): as mnist_ncsn.py picks it, uncompiled (a CPU with native bf16), else fp32")
     add("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -93,7 +92,7 @@ def run(args):
         print(f"{args.ckpt} holds no snapshot (an earlier mnist_ncsn.py wrote it): inpainting unguided")
     elif args.guidance != 1:
         (bad := m.UNet(width).to(device).requires_grad_(False)).load_state_dict(snapshot["ema"])
-        score = m.autoguidance(net, bad, args.guidance, args.guide_below)
+        score = m.autoguidance(net, bad, args.guidance, m.GUIDANCE["ald"][1])
     data = m.load_mnist(args.data_dir, "train", download=True, mirror=args.mirror)[0][:train_size].to(device)
     prior = m.gaussian_prior(data, m.SIGMA_1)  # every sampler starts here
     images, labels = m.load_mnist(args.data_dir, "test", download=True, mirror=args.mirror)
@@ -105,7 +104,7 @@ def run(args):
         raise m.UserError(f"cannot write to --out {out} ({e.strerror or e})") from None
     print(f"loaded {args.ckpt} (UNet(width={width}), epoch {ckpt['epoch']}) | {device}, {precision} ({why})"
           + (f" | guided by the snapshot of epoch {snapshot['epoch']}, w={args.guidance:g} at σ <= "
-             f"{args.guide_below:g}" if score is not net else ""), flush=True)
+             f"{m.GUIDANCE['ald'][1]:g}" if score is not net else ""), flush=True)
     n, k, mask = args.n_inpaint, args.n_completions, make_mask(args.region).to(device)
     y = images[:n].repeat_interleave(k, 0).to(device)  # k copies of each digit, one per chain
     sigmas = m.get_sigmas(m.SIGMA_1, m.SIGMA_L, args.L).to(device)

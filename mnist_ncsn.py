@@ -1,11 +1,11 @@
 """NCSN (Song & Ermon 2019, arXiv:1907.05600) on MNIST: a small U-Net s_θ(x, σ) learns the score of noisy digits by
 denoising score matching (eq. (5)-(6)) as EDM trains (Karras et al. 2022, arXiv:2206.00364); annealed Langevin
 dynamics (Algorithm 1), the reverse SDE, the probability-flow ODE, DDPM and DDIM (Song et al. 2021) sample it, as in
-toy_ncsn.py. Inpainting (Algorithm 2): mnist_inpaint.py; bits per dimension: mnist_likelihood.py.
+toy_ncsn.py, each guided by the run's own early snapshot (autoguidance, Karras et al. 2024, arXiv:2406.02507).
+Inpainting (Algorithm 2): mnist_inpaint.py; bits per dimension: mnist_likelihood.py.
 
     python mnist_ncsn.py                        # without CUDA 10 min of training on the CPU, else full
     python mnist_ncsn.py --preset gpu --compile # the full run (20 epochs of width 128)
-    python mnist_ncsn.py --sample-only --ckpt out/mnist/checkpoint.pt --sampler ald
 
 Outputs in --out (default out/mnist/): samples.png/.npy, levels.png, loss.png, checkpoint.pt; MNIST from --data-dir.
 """
@@ -22,7 +22,6 @@ import urllib.request
 from pathlib import Path
 
 import matplotlib
-
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -78,8 +77,7 @@ def read_idx(path, magic):
 
 
 def load_mnist(data_dir, split="train", download=False, mirror=None):
-    """Images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64, N from the header; with download,
-    missing files are fetched first (from mirror, without MD5 check, if given)."""
+    """Images (N, 1, 28, 28) in [0, 1], labels (N,); with download, missing files are fetched first (mirror: no MD5)."""
     if download:
         try:
             download_mnist(data_dir, [mirror] if mirror else MIRRORS, check_md5=mirror is None)
@@ -110,10 +108,9 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Noise conditional U-Net s_θ(x, σ) ≈ ∇ₓ log p_σ(x): not the paper's RefineNet but a small U-Net F_θ in EDM's
-    preconditioning (Table 1), D_θ(x, σ) = c_skip x + c_out F_θ(c_in x, c_noise), input and target of unit variance at
-    every σ. It runs on 2x2 patches (1x28x28 -> 4x14x14, 14 -> 7 -> 4 and back): at twice the width, the FLOPs of 28x28
-    come in larger matrix products, which a CPU runs faster, with 4x the parameters (measured: docs/results.md)."""
+    """Noise conditional U-Net s_θ(x, σ) ≈ ∇ₓ log p_σ(x), not the paper's RefineNet: F_θ in EDM's preconditioning (Table
+    1), D_θ(x, σ) = c_skip x + c_out F_θ(c_in x, c_noise), input and target of unit variance at every σ. On 2x2 patches
+    (1x28x28 -> 4x14x14, 14 -> 7 -> 4 and back) at twice the width: 28x28's FLOPs in larger, faster matrix products."""
 
     def __init__(self, width=32, sigma_data=0.5):
         super().__init__()
@@ -123,8 +120,7 @@ class UNet(nn.Module):
         self.embed = nn.Sequential(nn.Linear(1, e), nn.SiLU(), nn.Linear(e, e))
         self.conv_in = nn.Conv2d(4, c, 3, padding=1)                               # a 2x2 patch's pixels
         self.down1, self.down2 = ResBlock(c, c, e), ResBlock(c, 2 * c, e)        # 14x14, 7x7
-        self.pool1 = nn.Conv2d(c, c, 3, stride=2, padding=1)                       # 14 -> 7
-        self.pool2 = nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1)               # 7 -> 4
+        self.pool1, self.pool2 = nn.Conv2d(c, c, 3, 2, padding=1), nn.Conv2d(2 * c, 2 * c, 3, 2, padding=1)  # 14->7->4
         self.mid1, self.mid2 = ResBlock(2 * c, 2 * c, e), ResBlock(2 * c, 2 * c, e)  # 4x4
         self.up2, self.up1 = ResBlock(4 * c, c, e), ResBlock(2 * c, c, e)         # 7x7, 14x14
         self.norm_out, self.conv_out = nn.GroupNorm(8, c), nn.Conv2d(c, 4, 3, padding=1)
@@ -172,8 +168,7 @@ def get_sigmas(sigma_1, sigma_L, L):
 def karras_sigmas(sigma_1, sigma_L, N, rho=7.0):
     """EDM's σ's (Karras et al. 2022, eq. 5): σ_i = (σ_1^(1/ρ) + i/(N-1) (σ_L^(1/ρ) - σ_1^(1/ρ)))^ρ, i = 0..N-1.
     With ρ = 7 the steps crowd towards σ_L, where the images' fine detail is decided."""
-    i = torch.linspace(0, 1, N)
-    return (sigma_1 ** (1 / rho) + i * (sigma_L ** (1 / rho) - sigma_1 ** (1 / rho))) ** rho
+    return (sigma_1 ** (1 / rho) + torch.linspace(0, 1, N) * (sigma_L ** (1 / rho) - sigma_1 ** (1 / rho))) ** rho
 
 
 # ----------------------------------------------------------------------------- loss
@@ -189,14 +184,12 @@ def dsm_loss(score, x, sigma_data, p_mean, p_std):
 
 
 def train(model, ema, opt, data, args, state, ckpt_path):
-    """Adam on dsm_loss for --epochs, or --minutes of wall clock: mnist's own train, resuming from `state`, with
-    EDM's learning-rate warm-up, an EMA whose half-life is a share of the steps, a checkpoint every epoch."""
-    amp = args.precision == "bf16"  # the network in bf16; dsm_loss and the EMA stay float32
+    """Adam on dsm_loss for --epochs or --minutes of wall clock, resuming from `state`: EDM's learning-rate warm-up, an
+    EMA whose half-life is a share of the steps, a checkpoint every epoch, the EMA's snapshot at GUIDE_AT of the run."""
     # CUDA graphs replay forward and backward in one launch each: this small net is bound by kernel launches.
     mode = "reduce-overhead" if data.device.type == "cuda" else "default"  # batches of one size: the last is dropped
     fwd = torch.compile(model, mode=mode, dynamic=False) if args.compile else model
-    params, ema_params = list(model.parameters()), list(ema.parameters())
-    batch = min(args.batch_size, len(data))
+    params, ema_params, batch = list(model.parameters()), list(ema.parameters()), min(args.batch_size, len(data))
     steps, budget = len(data) // batch, args.minutes and args.minutes * 60
     t0, seconds0, ends = time.time(), state["seconds"], [time.time()]
     while state["seconds"] < budget if budget else state["epoch"] < args.epochs:
@@ -206,7 +199,7 @@ def train(model, ema, opt, data, args, state, ckpt_path):
         total, n = torch.zeros((), device=data.device), 0
         for i in range(steps):
             opt.param_groups[0]["lr"] = args.lr * min(1, (state["step"] + 1) * batch / WARMUP_IMAGES)
-            with torch.autocast(data.device.type, torch.bfloat16, enabled=amp):
+            with torch.autocast(data.device.type, torch.bfloat16, enabled=args.precision == "bf16"):  # loss, EMA: fp32
                 loss = dsm_loss(fwd, data[perm[i * batch:(i + 1) * batch]], model.sigma_data, P_MEAN, P_STD)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -348,19 +341,10 @@ def ddpm(score, x, sigmas, denoise=True):
     return (tweedie(score, x, levels[-1]) if denoise else x), trace
 
 
-@torch.no_grad()
 def ddim(score, x, sigmas, denoise=True):
-    """DDIM with η = 0 (Song, Meng & Ermon 2021, eq. 12), in DDPM's variables: x_{t-1} = √ᾱ_{t-1} x̂_0 + √(1 - ᾱ_{t-1})
-    ε_θ(x_t), x̂_0 = (x_t - √(1 - ᾱ_t) ε_θ)/√ᾱ_t; in VE terms x <- x + σ_i (σ_i - σ_{i+1}) s_θ, the ODE's Euler step."""
-    trace, levels = [x], sigmas.tolist()
-    for sigma, sigma_next in zip(levels, levels[1:]):
-        abar, abar_prev = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)
-        x_t = math.sqrt(abar) * x
-        eps = -sigma * score(x_t / math.sqrt(abar), sigma_like(x, sigma))
-        x0_hat = (x_t - math.sqrt(1 - abar) * eps) / math.sqrt(abar)  # = x + σ² s_θ: Tweedie's formula
-        x = (math.sqrt(abar_prev) * x0_hat + math.sqrt(1 - abar_prev) * eps) / math.sqrt(abar_prev)
-        trace.append(x)
-    return (tweedie(score, x, levels[-1]) if denoise else x), trace
+    """DDIM with η = 0 (Song, Meng & Ermon 2021, eq. 12): in VE coordinates its step x <- x + σ_i (σ_i - σ_{i+1}) s_θ
+    is Euler's on the probability-flow ODE (toy_ncsn.py's ddim takes it in DDPM's variables: the same steps)."""
+    return probability_flow_ode(score, x, sigmas, heun=False, denoise=denoise)
 
 
 def autoguidance(good, bad, w, sigma_max=math.inf):
@@ -369,31 +353,18 @@ def autoguidance(good, bad, w, sigma_max=math.inf):
     larger, so s_good - s_bad points away from them, towards the data. Guidance only at small σ (Kynkäänniemi et al.
     2024, arXiv:2404.07724) leaves the large σ's, where the classes are chosen, unnarrowed."""
     def guided(x, sigma):
-        """The guided score; σ is compared on the host (on CUDA a small wait per call, as for every sampler step)."""
         s_good = good(x, sigma)
-        if w == 1 or sigma[0].item() > sigma_max:
+        if w == 1 or sigma[0].item() > sigma_max:  # compared on the host: on CUDA, a wait for the GPU per call
             return s_good
         s_bad = bad(x, sigma)
         return s_bad + w * (s_good - s_bad)
     return guided
 
 
-def counted(score):
-    """score, counting its calls in .calls: the evaluations a sampler reports are counted, not computed."""
-    def wrapped(x, sigma):
-        """score(x, sigma), counted."""
-        wrapped.calls += 1
-        return score(x, sigma)
-    wrapped.calls = 0
-    return wrapped
-
-
 def with_progress(score, total, every=15.0):
     """Wrap a score network to print σ, img/s and time left every `every` s of `total` calls: samplers stay clean."""
     calls, t0, t_print = 0, time.time(), time.time()
-
     def wrapped(x, sigma):
-        """score(x, sigma), and every `every` seconds one progress line."""
         nonlocal calls, t_print
         out, calls, now = score(x, sigma), calls + 1, time.time()
         if now - t_print > every and calls < total:
@@ -427,27 +398,7 @@ def fig_grid(images, ncols, path, title, xlabels=None, xlabel=None, size=0.55):
     save(fig, path)
 
 
-def fig_samples(x, trace, levels, out, title, sampler):
-    """samples.png: a square grid of up to 100 samples x (n, 1, 28, 28); levels.png: the trace's images (up to
-    five, rows) at nine of its entries, from the start (σ_1) down, labelled levels[i], and the final samples."""
-    fig_grid(x[:100, 0], math.ceil(math.sqrt(len(x[:100]))), out / "samples.png", title, size=0.4)
-    picks = torch.linspace(0, len(trace) - 1, min(9, len(trace))).round().long().tolist()
-    columns = torch.stack([trace[i][:, 0] for i in picks] + [x[:len(trace[0]), 0]], 1)  # (≤ 5, 10, 28, 28)
-    fig_grid(columns.flatten(0, 1), columns.shape[1], out / "levels.png", f"{sampler}: the images at decreasing σ",
-             [f"{levels[i]:.2g}" for i in picks] + ["final"], "σ (the start, then the state after its steps "
-             "there); one sample per row")
-
-
-def fig_loss(losses, path):
-    """Mean DSM loss per epoch."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(range(1, len(losses) + 1), losses, marker=".")
-    ax.set(xlabel="epoch", ylabel="DSM loss, eq. (6)", title="Training loss", yscale="log")
-    save(fig, path)
-
-
 # ----------------------------------------------------------------------------- main
-# Training flags left out come from the checkpoint read (--sample-only, --resume), else the preset.
 PRESETS = {"gpu": dict(epochs=20, minutes=None, batch_size=128, lr=1e-3, train_size=60000, width=128),
            "cpu": dict(epochs=None, minutes=10.0, batch_size=32, lr=2e-3, train_size=10000, width=32)}
 SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 2e-5  # (measured: docs/results.md)
@@ -465,15 +416,13 @@ def pick_precision(precision, device, compiled=False):
         cc = torch.cuda.get_device_capability()
         why = "no native bf16" if cc < (8, 0) else "compiled" if compiled else "eager bf16 measured slower"
         return "bf16" if cc >= (8, 0) and compiled else "fp32", f"auto: compute capability {cc[0]}.{cc[1]}, {why}"
-    tests = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # AVX512-BF16 or AMX: torch.cpu's own tests
-    native = any(getattr(torch.cpu, f, lambda: False)() for f in tests)
-    return ("bf16", "auto: the CPU has native bf16") if native else ("fp32", "auto: no native bf16 on this CPU")
+    native = any(getattr(torch.cpu, f"_is_{f}_supported", lambda: False)() for f in ("avx512_bf16", "amx_tile"))
+    return "bf16" if native else "fp32", f"auto: {'' if native else 'no '}native bf16 on this CPU"  # AVX512-BF16, AMX
 
 
 def positive(kind, least=None):
     """An argparse type: a finite number of `kind` (int or float) above 0, or at least `least`."""
     def parse(text):
-        """The number in `text`, or argparse's one-line error."""
         value = kind(text)  # a ValueError becomes argparse's "invalid int value"
         if not (0 < value if least is None else least <= value) or value == math.inf:
             raise argparse.ArgumentTypeError(f"must be {f'at least {least}' if least else 'above 0'}, not {text}")
@@ -492,17 +441,15 @@ def parse_args(argv=None):
     add("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present (default: auto)")
     add("--preset", choices=["auto", "cpu", "gpu"], default="auto", help="defaults of the training flags: gpu the "
         "full run, cpu ten minutes of training on any CPU; auto (default): gpu on CUDA, else cpu")
-    add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network under autocast (loss, "
-        "sampler, EMA stay float32); auto (default): bf16 on a CPU with native bf16 and, with --compile, on CUDA "
-        "of compute capability 8.0 or later (no T4, no V100), else fp32")
+    add("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16: the network under autocast; auto "
+        "(default): bf16 on CPUs with native bf16 and, with --compile, on CUDA 8.0+ (not a T4, V100), else fp32")
     add("--seed", type=int, default=0, help="random seed (default: 0)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive(int), help=f"train this many epochs (default: {g['epochs']}, gpu)")
     length.add_argument("--minutes", type=positive(float), help=f"minutes of training (default: {c['minutes']:g}, cpu)")
     add("--batch-size", type=positive(int), help=f"images a step (default: {g['batch_size']} gpu, {c['batch_size']})")
     add("--lr", type=positive(float), help=f"Adam learning rate (default: {g['lr']:g} gpu, {c['lr']:g} cpu)")
-    add("--train-size", type=positive(int), help=f"train on the first N images (default: {g['train_size']} gpu, "
-        f"{c['train_size']} cpu)")
+    add("--train-size", type=positive(int), help=f"first N images (default: {g['train_size']} gpu, {c['train_size']})")
     add("--width", type=positive(int), help=f"U-Net width, a multiple of 8 (default: {g['width']} gpu, {c['width']})")
     add("--sampler", choices=["ald", "sde", "ode", "ddpm", "ddim"], default=SAMPLER, help="annealed Langevin "
         f"(Algorithm 1), reverse VE SDE, probability-flow ODE, DDPM or DDIM (default: {SAMPLER})")
@@ -514,12 +461,8 @@ def parse_args(argv=None):
     add("--eps", type=positive(float), default=EPS, help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
     add("--N", type=positive(int, 2), help="sde/ode/ddpm/ddim: σ's stepped through (default: "
         + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
-    add("--schedule", choices=["karras", "geometric"], default="karras", help="sde/ode/ddpm/ddim: EDM's σ's (ρ = 7) "
-        "or the paper's geometric ones (default: karras; ald: geometric)")
-    add("--guidance", type=positive(float), help="w of autoguidance by the run's snapshot, s = s_bad + w (s_good - "
-        "s_bad); 1: off (default: " + ", ".join(f"{w:g} for {s}" for s, (w, _) in GUIDANCE.items()) + ")")
-    add("--guide-below", type=positive(float), help="guide only at σ up to this (default: " + ", ".join(
-        f"{c:g} for {s}" for s, (_, c) in GUIDANCE.items()) + ")")
+    add("--guidance", type=positive(float), help="w of autoguidance by the run's snapshot at σ <= GUIDANCE's; 1: off "
+        "(default: " + ", ".join(f"{w:g} for {s} (σ <= {c:g})" for s, (w, c) in GUIDANCE.items()) + ")")
     add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ")
     add("--compile", action="store_true", help="torch.compile the training step (CUDA: CUDA graphs, channels_last)")
     add("--resume", action="store_true", help="continue training from --ckpt")
@@ -548,14 +491,12 @@ def fill_defaults(args, ckpt, device):
             setattr(args, name, saved[name] if name in saved else value)
     args.N = args.N or SAMPLER_N.get(args.sampler)
     args.T = args.T if args.T is not None else {"ald": ALD_T, "sde": SDE_T}.get(args.sampler, 0)
-    args.guidance, args.guide_below = [v if v is not None else d for v, d in
-                                       zip((args.guidance, args.guide_below), GUIDANCE[args.sampler])]
+    args.guidance, args.guide_below = args.guidance or GUIDANCE[args.sampler][0], GUIDANCE[args.sampler][1]
     args.precision, args.precision_why = pick_precision(args.precision, device, args.compile)
 
 
 def build(args, ckpt, ckpt_path, device):
-    """The U-Net, its EMA, Adam, the training state (the checkpoint's, if read) and the training images on the
-    device; a new model's σ_data is theirs (EDM's: the training pixels' standard deviation)."""
+    """The U-Net, its EMA, Adam, the training state (the checkpoint's, if read), the images; σ_data theirs (EDM's)."""
     torch.manual_seed(args.seed)
     model = UNet(args.width).to(device)
     if device == "cuda" and args.compile:  # compiled: NHWC; eager float32 measured faster
@@ -577,21 +518,19 @@ def build(args, ckpt, ckpt_path, device):
 
 
 def sample(args, ema, snapshot, prior, device):
-    """Run --sampler on --n-samples images from the prior, SAMPLE_BATCH at a time, by the EMA's score or, with
-    --guidance and a snapshot, the guided one; returns (samples, the first batch's trace, the σ of each trace
-    entry, network evaluations per image)."""
+    """Run --sampler on --n-samples images from the prior, SAMPLE_BATCH at a time, by the EMA (guided by the snapshot
+    if any); returns (samples, the first batch's trace, the σ of each trace entry, network evaluations per image)."""
     ald, denoise, samples, trace = args.sampler == "ald", not args.no_denoise, [], None
-    sigmas = (get_sigmas if ald or args.schedule == "geometric" else karras_sigmas)(
-        args.sigma_1, args.sigma_L, args.L if ald else args.N).to(device)
-    per_step = {"ald": args.T, "sde": 1 + args.T, "ode": 2}.get(args.sampler, 1)
-    calls = (len(sigmas) if ald else len(sigmas) - 1) * per_step + denoise  # of the score, guided or not
+    sigmas = (get_sigmas if ald else karras_sigmas)(args.sigma_1, args.sigma_L, args.L if ald else args.N).to(device)
+    lv, T = sigmas.tolist(), args.T  # the σ's at which the sampler asks for the score (ode: Heun's two a step)
+    at = {"ald": lv * T, "sde": lv[:-1] + lv[1:] * T, "ode": lv[:-1] + lv[1:]}.get(args.sampler, lv[:-1])
+    at += lv[-1:] * denoise  # and Tweedie's step
     sizes = [min(SAMPLE_BATCH, args.n_samples - i) for i in range(0, args.n_samples, SAMPLE_BATCH)]
-    nets = [counted(ema)]
-    if snapshot is not None and args.guidance != 1:  # the bad model: the EMA's architecture, the snapshot's weights
+    score, guided = ema, snapshot is not None and args.guidance != 1
+    if guided:  # the bad model: the EMA's architecture, the snapshot's weights
         (bad := copy.deepcopy(ema)).load_state_dict(snapshot["ema"])
-        nets.append(counted(bad))
-    score = with_progress(autoguidance(*nets, args.guidance, args.guide_below) if len(nets) > 1 else nets[0],
-                          calls * len(sizes))
+        score = autoguidance(ema, bad, args.guidance, args.guide_below)
+    score = with_progress(score, len(at) * len(sizes))
     sampler = dict(ald=anneal_langevin, sde=reverse_sde, ode=probability_flow_ode, ddpm=ddpm, ddim=ddim)[args.sampler]
     langevin_args = (args.eps, args.T) if args.sampler in ("ald", "sde") else ()  # ε and T: Langevin's only
     for n in sizes:
@@ -600,8 +539,8 @@ def sample(args, ema, snapshot, prior, device):
             x, steps = sampler(score, x0, sigmas, *langevin_args, denoise=denoise)
         samples.append(x.clamp(0, 1).float().cpu())
         trace = trace or [t[:5].float().cpu() for t in steps]  # the figure shows five; free the rest
-    levels = sigmas.tolist()  # ALD's trace[0], the start, is drawn for σ_1; then one entry per level
-    return torch.cat(samples), trace, levels[:1] * ald + levels, sum(f.calls for f in nets) // len(sizes)
+    nfe = len(at) + guided * sum(sigma <= args.guide_below for sigma in at)  # the snapshot's too, where guided
+    return torch.cat(samples), trace, lv[:1] * ald + lv, nfe  # ALD's trace[0], the start, drawn for σ_1
 
 
 def run(args):
@@ -623,20 +562,29 @@ def run(args):
         train(model, ema, opt, data, args, state, out / "checkpoint.pt")
         print(f"training took {time.time() - t0:.1f} s ({state['epoch']} epochs)" + (f", peak GPU memory "
               f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device == "cuda" else ""))
-        fig_loss(state["losses"], out / "loss.png")
+        fig, ax = plt.subplots(figsize=(5, 3.2))  # the mean DSM loss of each epoch
+        ax.plot(range(1, len(state["losses"]) + 1), state["losses"], marker=".")
+        ax.set(xlabel="epoch", ylabel="DSM loss, eq. (6)", title="Training loss", yscale="log")
+        save(fig, out / "loss.png")
     prior, snapshot = gaussian_prior(data, args.sigma_1), state["snapshot"]  # every sampler starts at the prior
     if snapshot is None and args.guidance != 1:
         print(f"{ckpt_path} holds no snapshot (an earlier mnist_ncsn.py wrote it): sampling unguided", flush=True)
     torch.manual_seed(args.seed)
     t0 = time.time()
     x, trace, levels, nfe = sample(args, ema, snapshot, prior, device)
-    how = (f"L={args.L}, T={args.T}, ε={args.eps:.3g}" if args.sampler == "ald" else f"N={args.N} {args.schedule}"
+    how = (f"L={args.L}, T={args.T}, ε={args.eps:.3g}" if args.sampler == "ald" else f"N={args.N}"
            + (f", T={args.T}, ε={args.eps:.3g}" if args.sampler == "sde" and args.T else "")) + (
         f", w={args.guidance:g} at σ <= {args.guide_below:g}" if snapshot and args.guidance != 1 else "")
     print(f"sampled {args.n_samples} images by {args.sampler} ({how}): {nfe} network evaluations each, in "
           f"{time.time() - t0:.1f} s")
     np.save(out / "samples.npy", x[:, 0].numpy().astype(np.float32))
-    fig_samples(x, trace, levels, out, f"NCSN samples by {args.sampler}, {how} (epoch {state['epoch']})", args.sampler)
+    fig_grid(x[:100, 0], math.ceil(math.sqrt(len(x[:100]))), out / "samples.png",  # up to 100, a square
+             f"NCSN samples by {args.sampler}, {how} (epoch {state['epoch']})", size=0.4)
+    picks = torch.linspace(0, len(trace) - 1, min(9, len(trace))).round().long().tolist()  # levels.png: 9 columns
+    columns = torch.stack([trace[i][:, 0] for i in picks] + [x[:len(trace[0]), 0]], 1)  # (≤ 5, 10, 28, 28)
+    fig_grid(columns.flatten(0, 1), columns.shape[1], out / "levels.png", f"{args.sampler}: the images at decreasing σ",
+             [f"{levels[i]:.2g}" for i in picks] + ["final"], "σ (the start, then the state after its steps "
+             "there); one sample per row")
     print(f"wrote {out}/samples.png, samples.npy, levels.png" + (", loss.png, checkpoint.pt" if training else ""))
 
 

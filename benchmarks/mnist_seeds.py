@@ -57,6 +57,7 @@ def estimate(args, n_seeds):
     images = args.epochs * min(args.train_size, 60000) if args.epochs else None
     train = training * (images / (TRAIN_RATE[args.precision][threads] * scale) if images else args.minutes * 60)
     nfe = args.L * args.T if args.sampler == "ald" else args.N * {"ode": 2, "sde": 1 + args.T}.get(args.sampler, 1)
+    nfe = round(nfe * (1 + 0.5 * (args.guidance != 1)))  # guided at σ <= 1: about half the σ's ask the snapshot too
     sample = args.n_samples * nfe / (SAMPLE_RATE[args.precision][threads] * scale)
     length = f"{args.epochs} epochs" if args.epochs else f"{args.minutes:g} min"
     return (f"width {args.width}, {length} of {min(args.train_size, 60000):,} images in "
