@@ -223,10 +223,10 @@ def train(model, ema, opt, data, args, state, ckpt_path):
         os.replace(tmp, ckpt_path)
         print(f"epoch {state['epoch']:>3}{'' if budget else f'/{args.epochs}'} | loss {mean:.4f} | "
               f"{state['seconds']:.0f} s", flush=True)
-        if len(ends := ends + [time.time()]) == 3:  # after .item(): the GPU's time. The second epoch's rate (the
-            rate = steps * batch / (ends[2] - ends[1])  # first compiles) holds for the run; 20 steps' did not
+        if len(ends := ends + [time.time()]) == 5:  # after .item(): the GPU's time. Epochs 2-4 (the first compiles):
+            rate = 3 * steps * batch / (ends[4] - ends[1])  # one epoch's rate can be 15% off the run's, 20 steps' 40%
             left = budget - state["seconds"] if budget else (args.epochs - state["epoch"]) * steps * batch / rate
-            print(f"training at {rate:,.0f} img/s (the second epoch): about {left / 60:.1f} min"
+            print(f"training at {rate:,.0f} img/s (epochs 2-4): about {left / 60:.1f} min"
                   + (f", {rate * left / (steps * batch):.0f} more epochs" if budget else "") + " to go", flush=True)
 
 
@@ -403,7 +403,7 @@ PRESETS = {"gpu": dict(epochs=20, minutes=None, batch_size=128, lr=1e-3, train_s
            "cpu": dict(epochs=None, minutes=10.0, batch_size=32, lr=2e-3, train_size=10000, width=32)}
 SAMPLER, ALD_L, ALD_T, SDE_T, EPS = "sde", 95, 3, 2, 2e-5  # (measured: docs/results.md)
 SAMPLER_N = {"sde": 100, "ode": 18, "ddpm": 300, "ddim": 50}  # Karras σ's stepped through
-GUIDANCE = {"ald": (1.0, 1.0), "sde": (1.5, 1.0), "ode": (2.0, 1.0), "ddpm": (1.0, 1.0), "ddim": (1.0, 1.0)}  # w, σ
+GUIDANCE = {"ald": (1, 2), "sde": (1.5, 1), "ode": (2.5, 2), "ddpm": (1, 2), "ddim": (2.5, 2)}  # w, guided at σ <= this
 SIGMA_1, SIGMA_L = 16.0, 0.01  # σ_1: the largest distance between two training digits (NCSNv2's Technique 1)
 SAMPLE_BATCH = 100  # images sampled at a time
 

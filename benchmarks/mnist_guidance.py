@@ -74,6 +74,7 @@ def sample(run, ema, ckpt, data, seed, sampler, setting, n):
     for key, value in setting.items():
         setattr(args, key, value)
     m.fill_defaults(args, ckpt, "cpu")
+    args.guide_below = setting.get("guide_below", args.guide_below)  # no such flag: the script's is GUIDANCE's
     snapshot = snapshot_at(run, setting.get("age", m.GUIDE_AT), ckpt) if args.guidance != 1 else None
     prior = m.gaussian_prior(data, args.sigma_1)  # every sampler starts here, as in mnist_ncsn.py's run()
     karras = m.karras_sigmas
