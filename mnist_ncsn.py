@@ -461,8 +461,8 @@ def parse_args(argv=None):
     add("--eps", type=positive(float), default=EPS, help=f"Langevin step size ε, α_i = ε σ_i²/σ_L² (default: {EPS:g})")
     add("--N", type=positive(int, 2), help="sde/ode/ddpm/ddim: σ's stepped through (default: "
         + ", ".join(f"{n} for {s}" for s, n in SAMPLER_N.items()) + ")")
-    add("--guidance", type=positive(float), help="w of autoguidance by the run's snapshot at σ <= GUIDANCE's; 1: off "
-        "(default: " + ", ".join(f"{w:g} for {s} (σ <= {c:g})" for s, (w, c) in GUIDANCE.items()) + ")")
+    add("--guidance", type=positive(float), metavar="W", help="autoguidance, s_bad + W (s_good - s_bad) with the run's "
+        "snapshot as bad; 1: off (default: " + ", ".join(f"{w:g} for {s}" for s, (w, _) in GUIDANCE.items()) + ")")
     add("--no-denoise", action="store_true", help="skip the final Tweedie step x + σ_L² s_θ")
     add("--compile", action="store_true", help="torch.compile the training step (CUDA: CUDA graphs, channels_last)")
     add("--resume", action="store_true", help="continue training from --ckpt")
