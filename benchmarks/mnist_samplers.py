@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import mnist_quality as q  # noqa: E402
-from mnist_seeds import run_seed, scoring_set  # noqa: E402
+from mnist_seeds import gap_scorer, run_seed, scoring_set  # noqa: E402
 
 SAMPLERS = ["ald", "sde", "ode", "ddpm", "ddim"]  # each at mnist_ncsn.py's defaults
 
@@ -49,14 +49,7 @@ def main():
         sys.exit(f"mnist_samplers.py: error: no seed_*/checkpoint.pt in {args.runs}; make them with "
                  "benchmarks/mnist_seeds.py")
     net, test, train = scoring_set(q.CLASSIFIER, args.data_dir, args.n_samples, "mnist_samplers.py")
-    test_features = q.predict(net, test, "cpu", features=True)
-    test_hist = q.quality(q.predict(net, test, "cpu"))[1]
-
-    def score(images):
-        """confident share, largest class gap to the test shares, Fréchet distance."""
-        conf, hist = q.quality(q.predict(net, images, "cpu"))
-        fd = q.frechet_distance(q.predict(net, images, "cpu", features=True), test_features)
-        return conf, (hist - test_hist).abs().max().item(), fd
+    score = gap_scorer(net, test)
 
     rows = {}  # spec -> [(conf, gap, fd, evaluations, seconds per 1000)]
     for spec in args.samplers:

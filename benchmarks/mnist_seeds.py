@@ -47,6 +47,20 @@ def scoring_set(classifier, data_dir, n, prog):
         sys.exit(f"{prog}: error: {e}")
 
 
+def gap_scorer(net, test):
+    """score(images) -> (confident share, largest gap between a class's share and the test images', Fréchet
+    distance to the test images), by the pinned classifier `net`."""
+    test_features = q.predict(net, test, "cpu", features=True)
+    test_hist = q.quality(q.predict(net, test, "cpu"))[1]
+
+    def score(images):
+        """The three measures of one set of images."""
+        conf, hist = q.quality(q.predict(net, images, "cpu"))
+        fd = q.frechet_distance(q.predict(net, images, "cpu", features=True), test_features)
+        return conf, (hist - test_hist).abs().max().item(), fd
+    return score
+
+
 def estimate(args, n_seeds):
     """Rough minutes per seed (training, sampling) for these mnist_ncsn.py flags on the CPU."""
     if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
